@@ -1,0 +1,1 @@
+"""Text written for rnncli: the default training corpus (installed as package data)."""

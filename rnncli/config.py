@@ -1,0 +1,139 @@
+"""Frozen settings: the only home of defaults. No numpy here, so the CLI can import it for --help."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from rnncli.errors import ConfigError
+
+CELLS = ("rnn", "lstm", "gru")
+ACTIVATIONS = ("tanh", "relu", "sigmoid")
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
+# Gate blocks per cell, in the order their rows are stacked in W_xh / W_hh / b.
+GATES = {"rnn": ("a",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A stack of recurrent layers between an input layer and a softmax output."""
+
+    cell: str = "lstm"
+    hidden_size: int = 256
+    num_layers: int = 2
+    # 0 means one-hot input: layer 0's W_xh columns are then the character vectors.
+    embedding_size: int = 64
+    activation: str = "tanh"  # vanilla rnn only
+    dropout: float = 0.0  # on every layer's output, before the next layer and the softmax
+
+    def validate(self) -> "ModelConfig":
+        _check(self.cell in CELLS, f"cell: {self.cell!r} is not one of {', '.join(CELLS)}")
+        _check(self.activation in ACTIVATIONS, f"activation: {self.activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        _check(self.hidden_size >= 1, "hidden-size: must be at least 1")
+        _check(self.num_layers >= 1, "layers: must be at least 1")
+        _check(self.embedding_size >= 0, "embedding-size: must be 0 (one-hot) or more")
+        _check(0.0 <= self.dropout < 1.0, "dropout: must be in [0, 1)")
+        return self
+
+    @property
+    def gates(self) -> int:
+        return len(GATES[self.cell])
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    # Learning rate is multiplied by lr_decay once per epoch after decay_after epochs.
+    lr_decay: float = 0.97
+    decay_after: int = 1
+    clip: float = 5.0  # global gradient norm; 0 turns clipping off
+    momentum: float = 0.9  # sgd momentum, and adam's beta1
+    beta2: float = 0.999  # adam, and the decay of rmsprop's average
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def validate(self) -> "OptimConfig":
+        _check(self.optimizer in OPTIMIZERS, f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        _check(self.lr > 0, "lr: must be positive")
+        _check(0 < self.lr_decay <= 1, "lr-decay: must be in (0, 1]")
+        _check(self.decay_after >= 0, "decay-after: must be 0 or more")
+        _check(self.clip >= 0, "clip: must be 0 (off) or positive")
+        _check(0 <= self.momentum < 1, "momentum: must be in [0, 1)")
+        _check(0 < self.beta2 < 1, "beta2: must be in (0, 1)")
+        _check(self.eps > 0, "eps: must be positive")
+        _check(self.weight_decay >= 0, "weight-decay: must be 0 or positive")
+        return self
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seq_len: int = 100
+    batch_size: int = 32
+    epochs: int = 20
+    max_steps: int = 0  # 0 = no limit
+    max_time: float = 0.0  # seconds of training; 0 = no limit
+    val_fraction: float = 0.05
+    eval_every: int = 200  # steps
+    eval_chars: int = 100_000  # validation characters scored at each evaluation (0 = all)
+    seed: int = 1234
+    threads: int = 0  # 0 = all cores
+    out_dir: str = "runs"
+    on_decode_error: str = "strict"  # or "replace"
+
+    def validate(self) -> "TrainConfig":
+        self.model.validate()
+        self.optim.validate()
+        _check(self.seq_len >= 1, "seq-len: must be at least 1")
+        _check(self.batch_size >= 1, "batch-size: must be at least 1")
+        _check(self.epochs >= 1, "epochs: must be at least 1")
+        _check(self.max_steps >= 0, "max-steps: must be 0 (no limit) or more")
+        _check(self.max_time >= 0, "max-time: must be 0 (no limit) or more")
+        _check(0 <= self.val_fraction < 1, "val-fraction: must be in [0, 1)")
+        _check(self.eval_every >= 1, "eval-every: must be at least 1")
+        _check(self.threads >= 0, "threads: must be 0 (all cores) or more")
+        _check(self.on_decode_error in ("strict", "replace"), "on-decode-error: strict or replace")
+        return self
+
+
+@dataclass(frozen=True)
+class GradcheckConfig:
+    cells: tuple = CELLS
+    layers: tuple = (1, 2)
+    hidden_size: int = 5
+    embedding_size: int = 3  # 0 checks the one-hot input path
+    vocab_size: int = 7
+    seq_len: int = 4
+    batch_size: int = 2
+    activation: str = "tanh"
+    seed: int = 0
+    eps: float = 1e-5
+    tol: float = 1e-6
+    samples: int = 30  # entries checked per tensor when it has more than this many
+    classifier: bool = False  # also check the classifier head (pooling, dense layers, masking)
+
+    def validate(self) -> "GradcheckConfig":
+        for cell in self.cells:
+            _check(cell in CELLS, f"cell: {cell!r} is not one of {', '.join(CELLS)}")
+        _check(all(n >= 1 for n in self.layers), "layers: must be at least 1")
+        _check(self.hidden_size >= 1 and self.vocab_size >= 2, "sizes: hidden >= 1, vocab >= 2")
+        _check(self.embedding_size >= 0, "embedding-size: must be 0 (one-hot) or more")
+        _check(self.seq_len >= 1 and self.batch_size >= 1, "seq-len and batch-size: at least 1")
+        _check(self.activation in ACTIVATIONS, f"activation: {self.activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        _check(self.eps > 0 and self.tol > 0 and self.samples >= 1, "eps, tol and samples: must be positive")
+        return self
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+def model_config_from_dict(d: dict) -> ModelConfig:
+    names = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,106 @@
+"""Dense pieces shared by every model: projections, their gradients, gathers, softmax cross-entropy.
+
+These are the large, time-independent matrix products: input projections of all T steps at once
+and weight gradients summed over time, as single GEMMs on (T*B, D) matrices.
+"""
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def linear_forward(X, W_T, b, Y):
+    """Y = X @ W_T + b.  X (N, D), W_T (D, M) contiguous transpose of W (M, D), b (M,), Y (N, M)."""
+    np.dot(X, W_T, Y)
+    N, M = Y.shape
+    for n in range(N):
+        for m in range(M):
+            Y[n, m] += b[m]
+
+
+@njit(cache=True)
+def linear_weight_grad(X, dY, dW):
+    """dW += dYᵀ X.  X (N, D), dY (N, M), dW (M, D)."""
+    dW += np.dot(dY.T, X)
+
+
+@njit(cache=True)
+def add_column_sums(dY, db):
+    """db += Σ_n dY[n]: the bias gradient.  dY (N, M), db (M,)."""
+    N, M = dY.shape
+    for n in range(N):
+        for m in range(M):
+            db[m] += dY[n, m]
+
+
+@njit(cache=True)
+def linear_input_grad(dY, W, dX):
+    """dX = dY @ W.  dY (N, M), W (M, D), dX (N, D) written."""
+    np.dot(dY, W, dX)
+
+
+@njit(cache=True)
+def gather_rows(table, idx, out):
+    """out[n] = table[idx[n]].  table (V, D), idx (N,) int32, out (N, D)."""
+    D = table.shape[1]
+    for n in range(idx.shape[0]):
+        r = idx[n]
+        for d in range(D):
+            out[n, d] = table[r, d]
+
+
+@njit(cache=True)
+def scatter_add_rows(d_table, idx, d_rows):
+    """d_table[idx[n]] += d_rows[n]: the gradient of gather_rows."""
+    D = d_table.shape[1]
+    for n in range(idx.shape[0]):
+        r = idx[n]
+        for d in range(D):
+            d_table[r, d] += d_rows[n, d]
+
+
+@njit(cache=True, error_model="numpy")
+def softmax_xent(logits, targets, weights, dlogits):
+    """Weighted softmax cross-entropy.  logits, dlogits (N, V); targets (N,) int32; weights (N,).
+
+    Returns Σ_n w_n · (-log p_n[target_n]) and writes dlogits[n] = w_n · (p_n - onehot(target_n)).
+    A mean over N is weights = 1/N. Subtracting the row max keeps exp from overflowing.
+    """
+    N, V = logits.shape
+    total = 0.0
+    for n in range(N):
+        m = logits[n, 0]
+        for v in range(1, V):
+            if logits[n, v] > m:
+                m = logits[n, v]
+        s = logits[n, 0] * 0
+        for v in range(V):
+            e = np.exp(logits[n, v] - m)
+            dlogits[n, v] = e
+            s += e
+        w = weights[n]
+        t = targets[n]
+        total += w * (np.log(s) - (logits[n, t] - m))
+        scale = w / s
+        for v in range(V):
+            dlogits[n, v] *= scale
+        dlogits[n, t] -= w
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def softmax_rows(logits, probs):
+    """probs[n] = softmax(logits[n]), numerically stable."""
+    N, V = logits.shape
+    for n in range(N):
+        m = logits[n, 0]
+        for v in range(1, V):
+            if logits[n, v] > m:
+                m = logits[n, v]
+        s = logits[n, 0] * 0
+        for v in range(V):
+            e = np.exp(logits[n, v] - m)
+            probs[n, v] = e
+            s += e
+        for v in range(V):
+            probs[n, v] /= s

@@ -1,0 +1,305 @@
+"""Parameters and the stacked recurrent model, orchestrating the kernels.
+
+Parameters are a plain dict name -> array, named after the math:
+
+    embed            (V, E)      character (or word) vectors; absent when E = 0 (one-hot input)
+    l{k}.W_xh        (G·H, D_k)  input weights of layer k, gate blocks stacked (see kernels/)
+    l{k}.W_hh        (G·H, H)    recurrent weights
+    l{k}.b           (G·H,)      bias (LSTM forget block starts at 1)
+    l{k}.b_hn        (H,)        GRU only: recurrent bias of the candidate, inside r ⊙ (...)
+    W_hy, b_y        (V, H), (V,) output projection to logits
+
+G is 1 (rnn), 4 (lstm: i f g o) or 3 (gru: r z n). D_0 is E, or V for one-hot input, where
+W_xh x_t with x_t one-hot is just column x_t of W_xh: a gather, no GEMM.
+
+The recurrent state of a stack is one array (L, S, B, H): S = 2 for LSTM (h, c), else 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnncli.config import ACTIVATIONS, ModelConfig
+from rnncli.errors import ConfigError
+from rnncli.kernels import gru as k_gru
+from rnncli.kernels import linear as k_lin
+from rnncli.kernels import lstm as k_lstm
+from rnncli.kernels import rnn as k_rnn
+
+DTYPES = (np.float32, np.float64)
+
+
+class Workspace:
+    """Named scratch buffers, reused across steps while their shape stays the same.
+
+    Fresh large arrays cost page faults on first touch; reuse keeps the training loop
+    allocation-free once the shapes settle.
+    """
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple, dtype=None) -> np.ndarray:
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        a = self._arrays.get(name)
+        if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+            a = np.empty(shape, dtype)
+            self._arrays[name] = a
+        return a
+
+
+# ---------------------------------------------------------------- parameters
+
+def stack_shapes(cfg: ModelConfig, input_size: int, prefix: str = "") -> dict[str, tuple]:
+    G, H = cfg.gates, cfg.hidden_size
+    shapes = {}
+    for k in range(cfg.num_layers):
+        D = input_size if k == 0 else H
+        shapes[f"{prefix}l{k}.W_xh"] = (G * H, D)
+        shapes[f"{prefix}l{k}.W_hh"] = (G * H, H)
+        shapes[f"{prefix}l{k}.b"] = (G * H,)
+        if cfg.cell == "gru":
+            shapes[f"{prefix}l{k}.b_hn"] = (H,)
+    return shapes
+
+
+def lm_shapes(cfg: ModelConfig, vocab_size: int) -> dict[str, tuple]:
+    """Shapes of the character language model's parameters, in a stable order."""
+    shapes = {}
+    if cfg.embedding_size > 0:
+        shapes["embed"] = (vocab_size, cfg.embedding_size)
+    shapes.update(stack_shapes(cfg, cfg.embedding_size or vocab_size))
+    shapes["W_hy"] = (vocab_size, cfg.hidden_size)
+    shapes["b_y"] = (vocab_size,)
+    return shapes
+
+
+def init_params(cfg: ModelConfig, shapes: dict[str, tuple], rng: np.random.Generator, dtype) -> dict:
+    """Uniform(±1/√fan) weights, zero biases, LSTM forget-gate bias 1, N(0, 1) embeddings."""
+    params = {}
+    H = cfg.hidden_size
+    for name, shape in shapes.items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "embed":
+            a = rng.standard_normal(shape)
+        elif leaf.startswith("W"):
+            fan = H if leaf in ("W_xh", "W_hh", "W_hy") else shape[1]
+            k = 1.0 / np.sqrt(fan)
+            a = rng.uniform(-k, k, size=shape)
+        else:
+            a = np.zeros(shape)
+            if cfg.cell == "lstm" and leaf == "b":
+                a[H:2 * H] = 1.0  # forget gate open at the start: remember by default
+        params[name] = np.ascontiguousarray(a, dtype=dtype)
+    return params
+
+
+def zeros_like_params(params: dict) -> dict:
+    return {name: np.zeros_like(p) for name, p in params.items()}
+
+
+def check_params(params: dict, shapes: dict[str, tuple], dtype) -> dict:
+    """The gate into the kernels: exact names, shapes, one dtype, C-contiguous."""
+    if set(params) != set(shapes):
+        missing = sorted(set(shapes) - set(params))
+        extra = sorted(set(params) - set(shapes))
+        raise ConfigError(f"parameters do not match the model: missing {missing}, unexpected {extra}")
+    out = {}
+    for name, shape in shapes.items():
+        p = params[name]
+        if tuple(p.shape) != tuple(shape):
+            raise ConfigError(f"parameter {name}: shape {tuple(p.shape)}, expected {tuple(shape)}")
+        out[name] = np.ascontiguousarray(p, dtype=dtype)
+    return out
+
+
+def state_shape(cfg: ModelConfig, batch_size: int) -> tuple:
+    return (cfg.num_layers, 2 if cfg.cell == "lstm" else 1, batch_size, cfg.hidden_size)
+
+
+def zero_state(cfg: ModelConfig, batch_size: int, dtype) -> np.ndarray:
+    return np.zeros(state_shape(cfg, batch_size), dtype)
+
+
+def dropout_masks(cfg: ModelConfig, T: int, B: int, rng: np.random.Generator, dtype) -> list | None:
+    """Inverted-dropout masks for each layer's output (T, B, H): 0 or 1/keep."""
+    if cfg.dropout <= 0:
+        return None
+    keep = 1.0 - cfg.dropout
+    shape = (T, B, cfg.hidden_size)
+    return [((rng.random(shape) < keep) / keep).astype(dtype) for _ in range(cfg.num_layers)]
+
+
+# ---------------------------------------------------------------- the layer stack
+
+def _transposed(w: np.ndarray) -> np.ndarray:
+    # np.dot on a transposed view inside @njit is markedly slower than on a contiguous copy,
+    # and the copy costs one pass over the weights per call, not one per time step.
+    return np.ascontiguousarray(w.T)
+
+
+def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarray,
+                  work: Workspace, masks: list | None = None, prefix: str = "") -> tuple:
+    """Run all layers over T steps.
+
+    x: float (T, B, D) input vectors, or int32 (T, B) token ids for one-hot input.
+    state (L, S, B, H): carried state, read only. masks: dropout masks per layer, or None.
+    Returns (top, new_state): top (T, B, H) is the last layer's output after its dropout;
+    the buffers stay in `work` for stack_backward.
+    """
+    T, B = x.shape[0], x.shape[1]
+    G, H, L = cfg.gates, cfg.hidden_size, cfg.num_layers
+    code = ACTIVATIONS.index(cfg.activation)
+    new_state = np.empty_like(state)
+    layer_in = x
+    for k in range(L):
+        p = f"{prefix}l{k}."
+        W_xh, W_hh, b = params[p + "W_xh"], params[p + "W_hh"], params[p + "b"]
+        XP = work.get(f"{p}XP", (T, B, G * H))
+        XP2 = XP.reshape(T * B, G * H)
+        if layer_in.ndim == 2:  # one-hot: column x_t of W_xh
+            k_lin.gather_rows(_transposed(W_xh), layer_in.reshape(T * B), XP2)
+            XP2 += b
+        else:
+            k_lin.linear_forward(layer_in.reshape(T * B, -1), _transposed(W_xh), b, XP2)
+        Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
+        Hbuf[0] = state[k, 0]
+        gates = work.get(f"{p}gates", (T, B, G * H))
+        if cfg.cell == "lstm":
+            Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
+            Cbuf[0] = state[k, 1]
+            k_lstm.forward(XP, Hbuf, Cbuf, _transposed(W_hh), gates)
+            new_state[k, 1] = Cbuf[T]
+        elif cfg.cell == "gru":
+            HN = work.get(f"{p}HN", (T, B, H))
+            k_gru.forward(XP, Hbuf, _transposed(W_hh), params[p + "b_hn"], gates, HN)
+        else:
+            k_rnn.forward(XP, Hbuf, _transposed(W_hh), code)
+        new_state[k, 0] = Hbuf[T]
+        out = Hbuf[1:]
+        if masks is not None:
+            dropped = work.get(f"{p}dropped", (T, B, H))
+            np.multiply(out, masks[k], out=dropped)
+            out = dropped
+        layer_in = out
+    return layer_in, new_state
+
+
+def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d_top: np.ndarray,
+                   work: Workspace, masks: list | None = None, prefix: str = "",
+                   d_state: np.ndarray | None = None) -> np.ndarray | None:
+    """Backprop through the stack after stack_forward with the same arguments.
+
+    d_top (T, B, H): dL/d(top output). Gradients accumulate into grads (+=).
+    d_state (L, S, B, H), optional: gradient arriving at the final state; None for truncated
+    BPTT. Returns dL/dx (T, B, D) for float input, None for one-hot input (whose gradient is
+    W_xh's and is accumulated here).
+    """
+    T, B = x.shape[0], x.shape[1]
+    G, H, L = cfg.gates, cfg.hidden_size, cfg.num_layers
+    code = ACTIVATIONS.index(cfg.activation)
+    d_out = d_top
+    d_in = None
+    for k in range(L - 1, -1, -1):
+        p = f"{prefix}l{k}."
+        W_xh, W_hh = params[p + "W_xh"], params[p + "W_hh"]
+        if masks is not None:
+            d_h = work.get(f"{p}d_h", (T, B, H))
+            np.multiply(d_out, masks[k], out=d_h)
+        else:
+            d_h = np.ascontiguousarray(d_out)
+        dh_next = work.get(f"{p}dh_next", (B, H))
+        dh_next[:] = 0 if d_state is None else d_state[k, 0]
+        Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
+        gates = work.get(f"{p}gates", (T, B, G * H))
+        dG = work.get(f"{p}dG", (T, B, G * H))
+        if cfg.cell == "lstm":
+            dc_next = work.get(f"{p}dc_next", (B, H))
+            dc_next[:] = 0 if d_state is None else d_state[k, 1]
+            k_lstm.backward(work.get(f"{p}Cbuf", (T + 1, B, H)), gates, W_hh, d_h, dh_next, dc_next, dG)
+            dHP = dG
+        elif cfg.cell == "gru":
+            dHP = work.get(f"{p}dHP", (T, B, G * H))
+            k_gru.backward(Hbuf, gates, work.get(f"{p}HN", (T, B, H)), W_hh, d_h, dh_next, dG, dHP)
+            grads[p + "b_hn"] += dHP[:, :, 2 * H:].sum(axis=(0, 1))
+        else:
+            k_rnn.backward(Hbuf, W_hh, code, d_h, dh_next, dG)
+            dHP = dG
+        dG2 = dG.reshape(T * B, G * H)
+        # Weight gradients summed over time: one GEMM each over all T·B rows.
+        k_lin.linear_weight_grad(Hbuf[:-1].reshape(T * B, H), dHP.reshape(T * B, G * H), grads[p + "W_hh"])
+        k_lin.add_column_sums(dG2, grads[p + "b"])
+        layer_in = x if k == 0 else _layer_output(work, f"{prefix}l{k - 1}.", masks is not None, (T, B, H))
+        if layer_in.ndim == 2:  # one-hot: dW_xh[:, x_t] += da_t, a scatter, no GEMM
+            dW_xhT = np.zeros((W_xh.shape[1], G * H), W_xh.dtype)
+            k_lin.scatter_add_rows(dW_xhT, layer_in.reshape(T * B), dG2)
+            grads[p + "W_xh"] += dW_xhT.T
+            d_in = None
+        else:
+            k_lin.linear_weight_grad(layer_in.reshape(T * B, -1), dG2, grads[p + "W_xh"])
+            d_in = work.get(f"{p}d_in", (T, B, W_xh.shape[1]))
+            k_lin.linear_input_grad(dG2, W_xh, d_in.reshape(T * B, -1))
+        d_out = d_in
+    return d_in
+
+
+def _layer_output(work: Workspace, p: str, dropped: bool, shape: tuple) -> np.ndarray:
+    """What layer p fed upward in the last forward: its states, after dropout if any."""
+    if dropped:
+        return work.get(f"{p}dropped", shape)
+    T, B, H = shape
+    return work.get(f"{p}Hbuf", (T + 1, B, H))[1:]
+
+
+# ---------------------------------------------------------------- character language model
+
+def lm_forward(cfg: ModelConfig, params: dict, inputs: np.ndarray, state: np.ndarray,
+               work: Workspace, masks: list | None = None) -> tuple:
+    """Logits (T·B, V) and the new state, for token ids inputs (T, B) int32."""
+    T, B = inputs.shape
+    if cfg.embedding_size > 0:
+        x = work.get("x_embed", (T, B, cfg.embedding_size))
+        k_lin.gather_rows(params["embed"], inputs.reshape(T * B), x.reshape(T * B, -1))
+    else:
+        x = inputs
+    top, new_state = stack_forward(cfg, params, x, state, work, masks)
+    V = params["W_hy"].shape[0]
+    logits = work.get("logits", (T * B, V))
+    k_lin.linear_forward(top.reshape(T * B, -1), _transposed(params["W_hy"]), params["b_y"], logits)
+    return logits, new_state, x, top
+
+
+def lm_loss(cfg: ModelConfig, params: dict, inputs: np.ndarray, targets: np.ndarray,
+            state: np.ndarray, work: Workspace) -> tuple:
+    """Mean cross-entropy (nats per token) and the new state; no gradients, no dropout."""
+    logits, new_state, _, _ = lm_forward(cfg, params, inputs, state, work)
+    N = logits.shape[0]
+    weights = np.full(N, 1.0 / N, logits.dtype)
+    dlogits = work.get("dlogits", logits.shape)
+    loss = k_lin.softmax_xent(logits, targets.reshape(N), weights, dlogits)
+    return float(loss), new_state
+
+
+def lm_loss_and_grads(cfg: ModelConfig, params: dict, grads: dict, inputs: np.ndarray,
+                      targets: np.ndarray, state: np.ndarray, work: Workspace,
+                      masks: list | None = None) -> tuple:
+    """Forward + BPTT over one chunk. Gradients of the mean cross-entropy accumulate into grads.
+
+    inputs, targets (T, B) int32; state (L, S, B, H) carried in from the previous chunk.
+    Returns (loss, new_state).
+    """
+    logits, new_state, x, top = lm_forward(cfg, params, inputs, state, work, masks)
+    N = logits.shape[0]
+    weights = np.full(N, 1.0 / N, logits.dtype)
+    dlogits = work.get("dlogits", logits.shape)
+    loss = k_lin.softmax_xent(logits, targets.reshape(N), weights, dlogits)
+    T, B = inputs.shape
+    k_lin.linear_weight_grad(top.reshape(N, -1), dlogits, grads["W_hy"])
+    k_lin.add_column_sums(dlogits, grads["b_y"])
+    d_top = work.get("d_top", (T, B, cfg.hidden_size))
+    k_lin.linear_input_grad(dlogits, params["W_hy"], d_top.reshape(N, -1))
+    d_x = stack_backward(cfg, params, grads, x, d_top, work, masks)
+    if cfg.embedding_size > 0:
+        k_lin.scatter_add_rows(grads["embed"], inputs.reshape(N), d_x.reshape(N, -1))
+    return float(loss), new_state

@@ -1,0 +1,50 @@
+"""Optimizer state and the update step; the arithmetic is in kernels/optim.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnncli.config import OptimConfig
+from rnncli.kernels import optim as k_opt
+
+# State arrays each optimizer keeps per parameter, saved in checkpoints as opt/<slot>/<name>.
+SLOTS = {"sgd": ("velocity",), "adagrad": ("sum_sq",), "rmsprop": ("mean_sq",), "adam": ("m", "v")}
+
+
+def clip_global_norm(grads: dict, max_norm: float) -> float:
+    """Scale all gradients together so their joint L2 norm is at most max_norm (0 = off).
+    Returns the norm before clipping."""
+    norm = float(np.sqrt(sum(k_opt.sum_squares(g.reshape(-1)) for g in grads.values())))
+    if max_norm > 0 and norm > max_norm:
+        for g in grads.values():
+            k_opt.scale(g.reshape(-1), max_norm / norm)
+    return norm
+
+
+class Optimizer:
+    """Holds per-parameter state; step() updates params in place from grads."""
+
+    def __init__(self, cfg: OptimConfig, params: dict, state: dict | None = None, steps: int = 0):
+        self.cfg = cfg.validate()
+        self.steps = steps
+        self.state = {}
+        for slot in SLOTS[cfg.optimizer]:
+            for name, p in params.items():
+                key = f"{slot}/{name}"
+                self.state[key] = np.zeros_like(p) if state is None else np.ascontiguousarray(state[key], p.dtype)
+
+    def step(self, params: dict, grads: dict, lr: float) -> None:
+        c = self.cfg
+        self.steps += 1
+        for name, p in params.items():
+            pf, gf = p.reshape(-1), grads[name].reshape(-1)
+            s = self.state
+            if c.optimizer == "sgd":
+                k_opt.sgd(pf, gf, s[f"velocity/{name}"].reshape(-1), lr, c.momentum, c.weight_decay)
+            elif c.optimizer == "adagrad":
+                k_opt.adagrad(pf, gf, s[f"sum_sq/{name}"].reshape(-1), lr, c.eps, c.weight_decay)
+            elif c.optimizer == "rmsprop":
+                k_opt.rmsprop(pf, gf, s[f"mean_sq/{name}"].reshape(-1), lr, c.beta2, c.eps, c.weight_decay)
+            else:
+                k_opt.adam(pf, gf, s[f"m/{name}"].reshape(-1), s[f"v/{name}"].reshape(-1), lr,
+                           c.momentum, c.beta2, c.eps, self.steps, c.weight_decay)
