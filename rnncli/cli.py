@@ -11,8 +11,10 @@ import sys
 import click
 
 from rnncli import __version__
-from rnncli.config import ACTIVATIONS, CELLS, GradcheckConfig
+from rnncli.config import ACTIVATIONS, CELLS, OPTIMIZERS, GradcheckConfig, ModelConfig, OptimConfig, TrainConfig
 from rnncli.errors import RnnError
+
+M_DEF, O_DEF, T_DEF = ModelConfig(), OptimConfig(), TrainConfig()
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -100,3 +102,184 @@ def gradcheck(cells, layers, hidden_size, embedding_size, vocab_size, seq_len, b
         ui.notice(f"FAILED: {len(failed)} of {len(result.rows)} parameter tensors exceed tolerance {tol:g}")
         sys.exit(1)
     ui.notice(f"All {len(result.rows)} parameter tensors pass (tolerance {tol:g}).")
+
+
+class Duration(click.ParamType):
+    """Seconds, or a number with s, m or h: 90, 90s, 10m, 1.5h."""
+
+    name = "duration"
+    units = {"s": 1, "m": 60, "h": 3600}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            text = str(value).strip().lower()
+            factor = self.units.get(text[-1:], None)
+            try:
+                seconds = float(text[:-1] if factor else text) * (factor or 1)
+            except ValueError:
+                self.fail(f"{value!r} is not a duration such as 90, 90s, 10m or 1.5h", param, ctx)
+        if seconds < 0:
+            self.fail(f"{value!r} is negative", param, ctx)
+        return seconds
+
+
+# Options that define the model: fixed by a checkpoint when resuming.
+MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation", "dropout",
+                 "seq_len", "batch_size", "optimizer", "lr", "lr_decay", "decay_after", "clip",
+                 "val_fraction", "seed", "on_decode_error")
+
+
+# ---------------------------------------------------------------- train
+
+@main.command(context_settings=CONTEXT)
+@click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--cell", type=click.Choice(CELLS), default=M_DEF.cell, help="Recurrent cell.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=M_DEF.hidden_size, help="Units per layer (rnn_size).")
+@click.option("--layers", type=click.IntRange(min=1), default=M_DEF.num_layers, help="Stacked recurrent layers (num_layers).")
+@click.option("--embedding-size", type=click.IntRange(min=0), default=M_DEF.embedding_size, help="Character vector size; 0 feeds one-hot vectors.")
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default=M_DEF.activation, help="Activation of the vanilla rnn cell.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=M_DEF.dropout, help="Dropout on each layer's output.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=T_DEF.seq_len, help="Characters per BPTT chunk (seq_length).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=T_DEF.batch_size, help="Streams trained side by side.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=O_DEF.optimizer, help="Update rule.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=O_DEF.lr, help="Learning rate (learning_rate).")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=O_DEF.lr_decay, help="Multiply the rate by this once per epoch...")
+@click.option("--decay-after", type=click.IntRange(min=0), default=O_DEF.decay_after, help="...after this many epochs.")
+@click.option("--clip", type=click.FloatRange(min=0), default=O_DEF.clip, help="Clip the global gradient norm to this (0 = off).")
+@click.option("--epochs", type=click.IntRange(min=1), default=T_DEF.epochs, help="Passes over the training text (max_epochs).")
+@click.option("--max-steps", type=click.IntRange(min=0), default=T_DEF.max_steps, help="Stop after this many steps (0 = no limit).")
+@click.option("--max-time", type=Duration(), default="0", help="Stop after this much training time, e.g. 90s, 10m (0 = no limit).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=T_DEF.val_fraction, help="Share of the text, from its end, held out for validation.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=T_DEF.eval_every, help="Steps between evaluations and checkpoints (eval_val_every).")
+@click.option("--eval-chars", type=click.IntRange(min=0), default=T_DEF.eval_chars, help="Validation characters scored per evaluation (0 = all).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for run folders (checkpoint_dir).")
+@click.option("--seed", type=int, default=T_DEF.seed, help="Random seed.")
+@click.option("--threads", type=click.IntRange(min=0), default=T_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None, help="Continue a run from its checkpoint, exactly where it stopped.")
+@click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default=T_DEF.on_decode_error, help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation summaries.")
+@click.pass_context
+def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dropout, seq_len,
+          batch_size, optimizer, lr, lr_decay, decay_after, clip, epochs, max_steps, max_time,
+          val_fraction, eval_every, eval_chars, out_dir, seed, threads, resume, on_decode_error, quiet):
+    """Train a character-level language model on a UTF-8 text file.
+
+    With no CORPUS, trains on the English and French texts bundled with rnncli.
+    The best (lowest validation loss) and latest checkpoints go to OUT/<name>-<cell>-<time>/.
+
+    \b
+    Example:  rnn train input.txt --cell lstm --hidden-size 256 --max-time 10m
+    """
+    limits = dict(epochs=epochs, max_steps=max_steps, max_time=max_time, eval_every=eval_every,
+                  eval_chars=eval_chars, threads=threads, out_dir=out_dir)
+    from rnncli import ui
+
+    if resume:
+        given = [name for name in MODEL_OPTIONS
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        from rnncli import checkpoint as ckpt
+        from rnncli.train import config_from_checkpoint
+
+        _, meta = ckpt.load(resume, kind="lm")
+        cfg = config_from_checkpoint(meta, limits)
+        saved = {"cell": cfg.model.cell, "hidden_size": cfg.model.hidden_size, "layers": cfg.model.num_layers,
+                 "embedding_size": cfg.model.embedding_size, "activation": cfg.model.activation,
+                 "dropout": cfg.model.dropout, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,
+                 "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr, "lr_decay": cfg.optim.lr_decay,
+                 "decay_after": cfg.optim.decay_after, "clip": cfg.optim.clip,
+                 "val_fraction": cfg.val_fraction, "seed": cfg.seed, "on_decode_error": cfg.on_decode_error}
+        clash = [n for n in given if ctx.params[n] != saved[n]]
+        if clash:
+            n = clash[0]
+            raise click.UsageError(f"--{n.replace('_', '-')} {ctx.params[n]} differs from the checkpoint's "
+                                   f"{saved[n]}; a resumed run keeps its model and schedule", ctx)
+        paths = [corpus] if corpus else meta.get("corpus") or []
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if not paths or missing:
+            raise click.UsageError(f"the checkpoint's corpus {missing[0] if missing else ''} is not there; "
+                                   f"give the CORPUS to resume on", ctx)
+    else:
+        cfg = TrainConfig(
+            model=ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=layers,
+                              embedding_size=embedding_size, activation=activation, dropout=dropout),
+            optim=OptimConfig(optimizer=optimizer, lr=lr, lr_decay=lr_decay, decay_after=decay_after, clip=clip),
+            seq_len=seq_len, batch_size=batch_size, val_fraction=val_fraction, seed=seed,
+            on_decode_error=on_decode_error, **limits)
+        if corpus:
+            paths = [corpus]
+        else:
+            from rnncli.text import default_corpus_files
+
+            paths = default_corpus_files()
+    cfg.validate()
+    announce_compile()
+    from rnncli.train import train as run_training
+
+    result = run_training(cfg, paths, resume=resume, reporter=ui.TrainReporter(quiet))
+    if not quiet or result.stop_reason == "interrupted":
+        ui.print_notice_table(ui.train_summary(result))
+    if result.stop_reason == "interrupted":
+        ui.notice(f"Interrupted: checkpoint saved to {result.latest}; continue with "
+                  f"`rnn train --resume {result.latest}`")
+        sys.exit(130)
+    click.echo(result.best)
+
+
+# ---------------------------------------------------------------- sample
+
+@main.command(context_settings=CONTEXT)
+@click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("-t", "--temp", "temperature", type=float, default=1.0, help="Temperature: lower is safer, higher is wilder; 0 is greedy.")
+@click.option("--argmax", is_flag=True, help="Greedy decoding (same as --temp 0).")
+@click.option("-n", "--length", type=click.IntRange(min=1), default=1000, help="Characters to generate per sample.")
+@click.option("-p", "--prime", default="", help=r"Text to start from (escapes such as \n are understood).")
+@click.option("--seed", type=int, default=None, help="Random seed (printed, so a sample can be reproduced).  [default: random]")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Independent samples to write.")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, help="Draw only among the k likeliest characters (0 = all).")
+@click.option("--stop", default="", help=r"Stop a sample right after this text appears (escapes understood), e.g. '\n\n'.")
+@click.option("--drop-unknown", is_flag=True, help="Drop prime characters the model has never seen instead of failing.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Where to look for the last run when no CHECKPOINT is given.")
+def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, top_k, stop, drop_unknown, out_dir):
+    """Generate text from a trained language model.
+
+    With no CHECKPOINT, uses the best checkpoint of the most recent run under --out.
+    The text goes to stdout as it is generated; everything else goes to stderr.
+
+    \b
+    Example:  rnn sample --temp 0.8 --prime "ROMEO:\\n" -n 500
+    """
+    if temperature < 0:
+        raise click.BadParameter("must be 0 (greedy) or positive", param_hint="'--temp'")
+    if argmax:
+        temperature = 0.0
+    from rnncli import ui
+    from rnncli import sample as core
+
+    prime_text = core.decode_escapes(prime)
+    stop_text = core.decode_escapes(stop)
+    path = checkpoint or core.latest_best_checkpoint(out_dir)
+    lm = core.load_lm(path)
+    ids = core.prime_ids(lm, prime_text, drop_unknown)
+    announce_compile()
+    gen = core.Generator(lm)
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbelow(2**31)
+    ui.notice(f"Sampling from {path} (temperature {temperature:g}, seed {seed})")
+    import numpy as np
+
+    for i in range(num_samples):
+        rng = np.random.default_rng([seed, i])
+        feed = ids if len(ids) else np.array([gen.start_token()], np.int32)
+        if len(ids):
+            sys.stdout.write(lm.vocab.decode(ids))
+        for piece in gen.stream(feed, length, temperature, top_k, rng, stop_text):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        if i + 1 < num_samples:
+            sys.stdout.write("\n")
+        sys.stdout.flush()

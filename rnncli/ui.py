@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 err = Console(stderr=True, highlight=False)
@@ -40,3 +41,77 @@ def progress(total: int | None, desc: str, quiet: bool, unit: str = "step"):
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
                 disable=True if quiet else None, dynamic_ncols=True)
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+class TrainReporter:
+    """tqdm bar (loss, chars/s, ETA) and a short rich summary at each evaluation, on stderr."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def start(self, info: dict) -> None:
+        if self.quiet:
+            return
+        resumed = f", resumed at step {info['resumed_at']}" if info["resumed_at"] else ""
+        err.print(f"Training {info['params']:,} parameters on {info['train_chars']:,} characters "
+                  f"({info['vocab']} distinct; {info['val_chars']:,} held out for validation), "
+                  f"batch {info['batch_size']} × {info['seq_len']} steps{resumed}.\n"
+                  f"Checkpoints: {info['run_dir']}/", markup=False)
+        self.bar = progress(info["total_steps"], "train", self.quiet)
+        self.bar.update(info["resumed_at"] if info["total_steps"] else 0)
+
+    def step(self, step: int, loss: float, chars_per_sec: float, lr: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if step % 10 == 0:
+                self.bar.set_postfix_str(f"loss {loss:.3f} · {_fmt_rate(chars_per_sec)} chars/s · lr {lr:.2g}")
+
+    def evaluate(self, ev) -> None:
+        if self.quiet:
+            return
+        val = (f"val {ev.val_loss:.4f} nats/char ({ev.val_bits:.3f} bits)" if ev.val_loss is not None
+               else "no validation split")
+        best = " [green]best[/]" if ev.is_best else ""
+        line = (f"step {ev.step} · epoch {ev.epoch:.2f} · train {ev.train_loss:.4f} · {val} · "
+                f"{_fmt_rate(ev.chars_per_sec)} chars/s{best}")
+        writer = self.bar.write if self.bar is not None and not self.bar.disable else None
+        if writer:
+            self.bar.clear()
+        err.print(line, highlight=False)
+        sample = ev.preview.replace("\n", "⏎ ")[:160]
+        err.print(f"  [dim]sample:[/] {escape(sample)}", highlight=False)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def train_summary(result) -> Table:
+    table = Table(title="Training finished" if result.stop_reason != "interrupted" else "Training interrupted",
+                  title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    nats = lambda v: "—" if v is None else f"{v:.4f} nats/char ({v / 0.6931471805599453:.3f} bits/char)"
+    table.add_row("stopped by", result.stop_reason)
+    table.add_row("steps", f"{result.steps:,} ({result.epoch:.2f} epochs, {result.seconds:.0f} s)")
+    table.add_row("speed", f"{result.chars_per_sec:,.0f} chars/s")
+    table.add_row("last validation loss", nats(result.last_val))
+    table.add_row("best validation loss", nats(result.best_val))
+    table.add_row("best checkpoint", result.best)
+    table.add_row("latest checkpoint", result.latest)
+    return table
+
+
+def print_notice_table(table: Table) -> None:
+    err.print(table)

@@ -1,0 +1,148 @@
+"""Sampling text from a language-model checkpoint (or from parameters in memory)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli import checkpoint
+from rnncli import model as M
+from rnncli.config import CELLS, ModelConfig, model_config_from_dict
+from rnncli.errors import CheckpointError, ConfigError, RnnError
+from rnncli.kernels import linear as k_lin
+from rnncli.kernels import sampling as k_sampling
+from rnncli.text import Vocab
+
+CHUNK = 64  # characters per kernel call: small enough to stream, large enough to hide overhead
+
+
+@dataclass
+class LanguageModel:
+    cfg: ModelConfig
+    vocab: Vocab
+    params: dict
+    meta: dict
+    path: str = ""
+
+
+def load_lm(path: str) -> LanguageModel:
+    """A language-model checkpoint, checked against its own metadata."""
+    arrays, meta = checkpoint.load(path, kind="lm")
+    return lm_from_arrays(arrays, meta, path)
+
+
+def lm_from_arrays(arrays: dict, meta: dict, path: str) -> LanguageModel:
+    name = os.path.basename(path)
+    try:
+        cfg = model_config_from_dict(meta["model"]).validate()
+        vocab = Vocab(meta["vocab"])
+    except (KeyError, TypeError, RnnError) as e:
+        raise CheckpointError(f"{name}: metadata is incomplete or invalid ({e})") from None
+    try:
+        params = M.check_params(checkpoint.group(arrays, "param"), M.lm_shapes(cfg, vocab.size), np.float32)
+    except ConfigError as e:
+        raise CheckpointError(f"{name}: {e} (vocabulary of {vocab.size} characters)") from None
+    if not all(np.isfinite(p).all() for p in params.values()):
+        raise CheckpointError(f"{name}: parameters contain NaN or infinity")
+    return LanguageModel(cfg, vocab, params, meta, path)
+
+
+def latest_best_checkpoint(out_dir: str) -> str:
+    """best.npz of the most recently written run under out_dir."""
+    found = glob.glob(os.path.join(out_dir, "*", "best.npz"))
+    if not found:
+        raise CheckpointError(f"no checkpoint found under {out_dir}/; run `rnn train` first or give a checkpoint path")
+    return max(found, key=os.path.getmtime)
+
+
+def decode_escapes(text: str) -> str:
+    r"""Turn \n, \t, \\ and \uXXXX escapes typed on a command line into characters."""
+    if "\\" not in text:
+        return text
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"prime: bad escape sequence ({e.reason})") from None
+
+
+class Generator:
+    """Streams characters from a model, B = 1, state carried between calls."""
+
+    def __init__(self, lm: LanguageModel):
+        self.lm = lm
+        cfg, p = lm.cfg, lm.params
+        L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
+        dt = np.float32
+        if cfg.embedding_size > 0:
+            self.table0 = np.empty((lm.vocab.size, GH), dt)
+            k_lin.linear_forward(p["embed"], np.ascontiguousarray(p["l0.W_xh"].T), p["l0.b"], self.table0)
+        else:
+            self.table0 = np.ascontiguousarray(p["l0.W_xh"].T + p["l0.b"], dt)
+        self.W_xhT_up = np.ascontiguousarray(np.stack([p[f"l{k}.W_xh"].T for k in range(1, L)]) if L > 1
+                                             else np.zeros((0, H, GH), dt), dt)
+        self.b_up = np.ascontiguousarray(np.stack([p[f"l{k}.b"] for k in range(1, L)]) if L > 1
+                                         else np.zeros((0, GH), dt), dt)
+        self.W_hhT = np.ascontiguousarray(np.stack([p[f"l{k}.W_hh"].T for k in range(L)]), dt)
+        self.b_hn = np.ascontiguousarray(np.stack([p[f"l{k}.b_hn"] for k in range(L)]) if cfg.cell == "gru"
+                                         else np.zeros((L, H), dt), dt)
+        self.W_hyT = np.ascontiguousarray(p["W_hy"].T, dt)
+        self.b_y = np.ascontiguousarray(p["b_y"], dt)
+        self.cell = CELLS.index(cfg.cell)
+        self.code = ("tanh", "relu", "sigmoid").index(cfg.activation)
+
+    def start_token(self) -> int:
+        """What to feed when there is no prime: a newline if the model knows one."""
+        chars = self.lm.vocab.chars
+        return chars.index("\n") if "\n" in chars else 0
+
+    def stream(self, prime_ids: np.ndarray, length: int, temperature: float, top_k: int,
+               rng: np.random.Generator, stop: str = ""):
+        """Yield decoded pieces of at most CHUNK characters, `length` characters in all, ending
+        early just after `stop` appears (stop = "" never stops)."""
+        if temperature < 0:
+            raise ConfigError("temperature: must be 0 (greedy) or positive")
+        inv_temp = 0.0 if temperature == 0 else 1.0 / temperature
+        state = M.zero_state(self.lm.cfg, 1, np.float32)
+        feed = np.ascontiguousarray(np.asarray(prime_ids, np.int32).reshape(-1, 1))
+        produced = 0
+        tail = ""
+        while produced < length:
+            n = min(CHUNK, length - produced)
+            out = np.empty((n, 1), np.int32)
+            k_sampling.generate(self.cell, self.code, self.table0, self.W_xhT_up, self.b_up, self.W_hhT,
+                                self.b_hn, self.W_hyT, self.b_y, state, feed, inv_temp, top_k,
+                                rng.random((n, 1)), out)
+            feed = out[-1:].copy()
+            produced += n
+            piece = self.lm.vocab.decode(out[:, 0])
+            if stop:
+                window = tail + piece
+                at = window.find(stop)
+                if at >= 0:
+                    yield window[len(tail):at + len(stop)] if at + len(stop) > len(tail) else ""
+                    return
+                tail = window[-(len(stop) - 1):] if len(stop) > 1 else ""
+            yield piece
+
+
+def prime_ids(lm: LanguageModel, prime: str, drop_unknown: bool) -> np.ndarray:
+    """The prime text as ids; unknown characters are an error listing them, or dropped."""
+    unknown = lm.vocab.unknown(prime)
+    if unknown:
+        if not drop_unknown:
+            shown = " ".join(repr(c) for c in unknown[:20])
+            raise ConfigError(f"prime: characters the model has never seen: {shown}; "
+                              f"remove them or pass --drop-unknown")
+        prime = "".join(c for c in prime if c not in set(unknown))
+    return lm.vocab.encode(prime)
+
+
+def preview(cfg: ModelConfig, vocab: Vocab, params: dict, length: int, temperature: float, seed: int) -> str:
+    """A short sample straight from parameters in memory (training previews)."""
+    lm = LanguageModel(cfg, vocab, params, {})
+    gen = Generator(lm)
+    rng = np.random.default_rng(seed)
+    return "".join(gen.stream(np.array([gen.start_token()]), length, temperature, 0, rng))

@@ -1,0 +1,222 @@
+"""Text in, token ids out: UTF-8 corpora as Unicode code points, the sorted vocabulary, batches.
+
+A corpus is read in blocks and kept as the smallest unsigned integer array that holds its
+vocabulary (uint8 up to 256 characters), so a 200 MB file never becomes a 200-million-item
+Python string or an int64 array. Line endings are normalised (CRLF and lone CR become LF) and a
+leading byte-order mark is dropped: neither is text the model should learn.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli.errors import ConfigError, CorpusError
+
+BLOCK_BYTES = 1 << 24
+BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Characters sorted by code point; a character's id is its index."""
+
+    chars: str
+
+    def __post_init__(self):
+        if not self.chars:
+            raise CorpusError("vocabulary is empty")
+        if list(self.chars) != sorted(set(self.chars)):
+            raise ConfigError("vocabulary must be distinct characters in sorted order")
+
+    @property
+    def size(self) -> int:
+        return len(self.chars)
+
+    @property
+    def codepoints(self) -> np.ndarray:
+        return np.frombuffer(self.chars.encode("utf-32-le"), dtype=np.uint32)
+
+    def unknown(self, text: str) -> list[str]:
+        """Characters of text that are not in the vocabulary, sorted."""
+        known = set(self.chars)
+        return sorted({c for c in text if c not in known})
+
+    def encode(self, text: str) -> np.ndarray:
+        """int32 ids of text; every character must be in the vocabulary (see unknown())."""
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        ids = np.searchsorted(self.codepoints, cps)
+        return ids.astype(np.int32)
+
+    def decode(self, ids) -> str:
+        chars = self.chars
+        return "".join(chars[i] for i in ids)
+
+
+def _describe(path: str) -> str:
+    return os.path.basename(path) or path
+
+
+def iter_text_blocks(path: str, on_error: str = "strict"):
+    """Yield the decoded text of path in blocks, newlines normalised, BOM dropped.
+
+    on_error="strict" raises CorpusError naming the byte offset of the first invalid byte;
+    "replace" substitutes U+FFFD.
+    """
+    try:
+        f = open(path, "rb")
+    except IsADirectoryError:
+        raise CorpusError(f"{path}: is a directory; give a text file") from None
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors=on_error)
+    offset = 0
+    first = True
+    pending_cr = False
+    with f:
+        while True:
+            raw = f.read(BLOCK_BYTES)
+            final = not raw
+            try:
+                text = decoder.decode(raw, final=final)
+            except UnicodeDecodeError as e:
+                raise CorpusError(
+                    f"{_describe(path)}: not UTF-8 at byte {offset + e.start} "
+                    f"(0x{e.object[e.start]:02x}); re-save as UTF-8 or use --on-decode-error replace"
+                ) from None
+            offset += len(raw)
+            if first and text.startswith(BOM):
+                text = text[1:]
+            if text or final:
+                first = False if text else first
+            if pending_cr:
+                text = "\r" + text
+            pending_cr = text.endswith("\r") and not final
+            if pending_cr:
+                text = text[:-1]
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            if text:
+                yield text
+            if final:
+                return
+
+
+def read_text(path: str, on_error: str = "strict") -> str:
+    """The whole file as one string (for small inputs such as prime text or labelled data)."""
+    return "".join(iter_text_blocks(path, on_error))
+
+
+def default_corpus_files() -> list[str]:
+    """The corpus bundled with rnncli: every .txt in the installed rnncli.corpora package."""
+    from importlib import resources
+
+    root = resources.files("rnncli.corpora")
+    files = sorted(str(p) for p in root.iterdir() if p.name.endswith(".txt"))
+    if not files:
+        raise CorpusError("the bundled corpus is missing from this installation; give a CORPUS file")
+    return files
+
+
+def _blocks(paths: list[str], on_error: str):
+    for path in paths:
+        yield from iter_text_blocks(path, on_error)
+
+
+@dataclass
+class Corpus:
+    vocab: Vocab
+    ids: np.ndarray  # (n,) unsigned, compact
+    paths: list
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _id_dtype(vocab_size: int):
+    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32
+
+
+def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None = None) -> Corpus:
+    """Two streamed passes over the files, in order: collect the vocabulary (unless given),
+    then encode. With a given vocabulary (resuming), characters outside it are an error.
+    """
+    path = paths[0] if len(paths) == 1 else os.path.dirname(paths[0]) or "corpus"
+    if vocab is None:
+        seen = set()
+        for block in _blocks(paths, on_error):
+            seen.update(np.unique(np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)).tolist())
+        if not seen:
+            raise CorpusError(f"{_describe(path)}: the corpus is empty; give a file with some text")
+        vocab = Vocab("".join(chr(c) for c in sorted(seen)))
+    dtype = _id_dtype(vocab.size)
+    cps = vocab.codepoints
+    parts = []
+    for block in _blocks(paths, on_error):
+        codes = np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)
+        ids = np.searchsorted(cps, codes)
+        bad = (ids >= len(cps)) | (cps[np.minimum(ids, len(cps) - 1)] != codes)
+        if bad.any():
+            unknown = sorted({chr(c) for c in codes[bad][:1000]})
+            raise CorpusError(f"{_describe(path)}: characters not in the model's vocabulary: "
+                              f"{' '.join(map(repr, unknown[:20]))}")
+        parts.append(ids.astype(dtype))
+    ids = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    if ids.size == 0:
+        raise CorpusError(f"{_describe(path)}: the corpus is empty; give a file with some text")
+    return Corpus(vocab, ids, list(paths))
+
+
+def split_train_val(n: int, val_fraction: float) -> int:
+    """Index where validation starts: the last val_fraction of the corpus."""
+    if val_fraction <= 0:
+        return n
+    return n - max(1, int(round(n * val_fraction)))
+
+
+@dataclass(frozen=True)
+class StreamBatches:
+    """Classic char-rnn batching: the text cut into B contiguous streams read side by side, T
+    characters at a time, so the hidden state can be carried from one chunk to the next.
+
+    Chunk k covers stream columns [kT, kT + T] (inputs) and [kT + 1, kT + T + 1] (targets).
+    """
+
+    ids: np.ndarray
+    batch_size: int
+    seq_len: int
+
+    @property
+    def stream_len(self) -> int:
+        return (len(self.ids) - 1) // self.batch_size
+
+    @property
+    def chunks(self) -> int:
+        return max(0, self.stream_len // self.seq_len)
+
+    def chunk(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets), each (T, B) int32, time-major and C-contiguous."""
+        S, T, B = self.stream_len, self.seq_len, self.batch_size
+        start = k * T
+        idx = np.arange(B)[None, :] * S + np.arange(start, start + T + 1)[:, None]
+        block = self.ids[idx].astype(np.int32)
+        return np.ascontiguousarray(block[:-1]), np.ascontiguousarray(block[1:])
+
+
+def fit_batches(n_chars: int, batch_size: int, seq_len: int) -> tuple[int, int, list[str]]:
+    """Shrink batch size, then sequence length, until one chunk fits in n_chars; say what changed."""
+    if n_chars < 2:
+        raise CorpusError("the training text needs at least 2 characters")
+    notes = []
+    B, T = batch_size, seq_len
+    while B > 1 and (n_chars - 1) // B < T:
+        B = max(1, B // 2)
+    while T > 1 and (n_chars - 1) // B < T:
+        T = max(1, T // 2)
+    if B != batch_size:
+        notes.append(f"batch size lowered from {batch_size} to {B}: the text is too short")
+    if T != seq_len:
+        notes.append(f"sequence length lowered from {seq_len} to {T}: the text is too short")
+    return B, T, notes

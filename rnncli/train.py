@@ -1,0 +1,324 @@
+"""Training a character language model: data, the loop, evaluation, checkpoints, resume.
+
+The loop never prints; it reports through a Reporter (ui.py supplies the terminal one).
+Every piece of state that decides the next step is saved with the checkpoint (parameters,
+optimizer state, carried hidden state, data position, RNG state, step count), so a resumed run
+takes exactly the steps the uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from rnncli import blas, checkpoint
+from rnncli import model as M
+from rnncli.config import ModelConfig, OptimConfig, TrainConfig, model_config_from_dict
+from rnncli.errors import CheckpointError, ConfigError, DivergedError
+from rnncli.optim import Optimizer, clip_global_norm
+from rnncli.sample import lm_from_arrays, preview
+from rnncli.text import StreamBatches, Vocab, fit_batches, load_corpus, split_train_val
+
+DTYPE = np.float32
+LN2 = math.log(2.0)
+
+
+class Reporter:
+    """Callbacks from the loop; the default does nothing."""
+
+    def warn(self, message: str) -> None: ...
+    def start(self, info: dict) -> None: ...
+    def step(self, step: int, loss: float, chars_per_sec: float, lr: float) -> None: ...
+    def evaluate(self, ev: "Evaluation") -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    step: int
+    epoch: float
+    train_loss: float  # mean over the steps since the last evaluation (nats/char)
+    val_loss: float | None  # nats/char; None without a validation split
+    chars_per_sec: float
+    preview: str
+    is_best: bool
+
+    @property
+    def val_bits(self) -> float | None:
+        return None if self.val_loss is None else self.val_loss / LN2
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    latest: str
+    best: str
+    steps: int
+    epoch: float
+    best_val: float | None
+    last_val: float | None
+    train_loss: float
+    chars_per_sec: float
+    seconds: float
+    stop_reason: str  # "epochs", "max-steps", "max-time" or "interrupted"
+    history: dict = field(default_factory=dict)
+
+
+class _Interrupt:
+    """First Ctrl-C asks the loop to stop at the next step boundary (so the checkpoint is
+    consistent); a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def lr_at(optim: OptimConfig, epoch: int) -> float:
+    """Step decay: lr · decay^(epochs past decay_after)."""
+    return optim.lr * optim.lr_decay ** max(0, epoch - optim.decay_after)
+
+
+def evaluate(cfg: ModelConfig, params: dict, ids: np.ndarray, batch_size: int, seq_len: int,
+             max_chars: int) -> float:
+    """Mean cross-entropy (nats/char) over ids, read as B streams with the state carried."""
+    if max_chars and len(ids) > max_chars + 1:
+        ids = ids[:max_chars + 1]
+    B, T, _ = fit_batches(len(ids), batch_size, seq_len)
+    batches = StreamBatches(ids, B, T)
+    state = M.zero_state(cfg, B, DTYPE)
+    work = M.Workspace(DTYPE)
+    total = 0.0
+    for k in range(batches.chunks):
+        inputs, targets = batches.chunk(k)
+        loss, state = M.lm_loss(cfg, params, inputs, targets, state, work)
+        total += loss
+    return total / max(1, batches.chunks)
+
+
+def count_params(params: dict) -> int:
+    return int(sum(p.size for p in params.values()))
+
+
+def _run_dir(cfg: TrainConfig, corpus_name: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(cfg.out_dir, f"{corpus_name}-{cfg.model.cell}-{stamp}")
+    path, n = base, 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{base}-{n}"
+    return path
+
+
+@dataclass
+class _Progress:
+    """Everything the loop carries from step to step; saved whole in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    chunk: int = 0
+    seconds: float = 0.0  # wall time of the run so far, evaluations included
+    step_seconds: float = 0.0  # time inside training steps only: the honest chars/s denominator
+    best_val: float | None = None
+    best_step: int = 0
+    history: dict = field(default_factory=lambda: {"train": [], "val": []})
+
+
+def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
+          reporter: Reporter | None = None) -> TrainResult:
+    """Train (or resume) a character language model on the given text files."""
+    reporter = reporter or Reporter()
+    cfg.validate()
+    blas.set_threads(cfg.threads)
+    if resume:
+        arrays, meta = checkpoint.load(resume, kind="lm")
+        lm = lm_from_arrays(arrays, meta, resume)
+        corpus = load_corpus(corpus_paths, cfg.on_decode_error, vocab=lm.vocab)
+        if len(corpus) != meta.get("corpus_chars"):
+            reporter.warn(f"the corpus has {len(corpus)} characters, the checkpoint was trained on "
+                          f"{meta.get('corpus_chars')}: the data position will not line up")
+        params = lm.params
+        opt = Optimizer(cfg.optim, params, checkpoint.group(arrays, "opt"), steps=meta["optimizer_steps"])
+        progress = _Progress(**meta["progress"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng"]
+        run_dir = os.path.dirname(os.path.abspath(resume))
+        carried = arrays.get("state/hidden")
+    else:
+        corpus = load_corpus(corpus_paths, cfg.on_decode_error)
+        rng = np.random.default_rng(cfg.seed)
+        params = M.init_params(cfg.model, M.lm_shapes(cfg.model, corpus.vocab.size), rng, DTYPE)
+        opt = Optimizer(cfg.optim, params)
+        progress = _Progress()
+        name = os.path.splitext(os.path.basename(corpus_paths[0]))[0] if len(corpus_paths) == 1 else "corpus"
+        run_dir = _run_dir(cfg, name)
+        carried = None
+
+    mcfg = cfg.model
+    n = len(corpus)
+    split = split_train_val(n, cfg.val_fraction)
+    if split < 2:
+        raise ConfigError(f"the corpus has {n} characters, too few to keep a validation part; "
+                          f"lower --val-fraction (0 turns validation off)")
+    train_ids, val_ids = corpus.ids[:split], corpus.ids[split:]
+    if len(val_ids) < 2:
+        val_ids = val_ids[:0]
+    B, T, notes = fit_batches(len(train_ids), cfg.batch_size, cfg.seq_len)
+    for note in notes:
+        reporter.warn(note)
+    batches = StreamBatches(train_ids, B, T)
+    state = M.zero_state(mcfg, B, DTYPE)
+    if carried is not None and carried.shape == state.shape:
+        state = np.ascontiguousarray(carried, DTYPE)
+    grads = M.zeros_like_params(params)
+    work = M.Workspace(DTYPE)
+    latest = os.path.join(run_dir, "latest.npz")
+    best = os.path.join(run_dir, "best.npz")
+
+    def save(path: str, which: str) -> None:
+        arrays = {f"param/{k}": v for k, v in params.items()}
+        arrays.update({f"opt/{k}": v for k, v in opt.state.items()})
+        arrays["state/hidden"] = state
+        checkpoint.save(path, arrays, {
+            "kind": "lm", "which": which, "model": vars(mcfg).copy(), "vocab": corpus.vocab.chars,
+            "config": _config_dict(cfg), "corpus": [os.path.abspath(p) for p in corpus.paths],
+            "corpus_chars": n, "batch_size": B, "seq_len": T,
+            "progress": vars(progress).copy(), "optimizer_steps": opt.steps,
+            "rng": rng.bit_generator.state, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+
+    reporter.start({"run_dir": run_dir, "params": count_params(params), "vocab": corpus.vocab.size,
+                    "train_chars": len(train_ids), "val_chars": len(val_ids), "batch_size": B,
+                    "seq_len": T, "chunks_per_epoch": batches.chunks, "resumed_at": progress.step,
+                    "total_steps": _planned_steps(cfg, batches.chunks, progress)})
+    chars_per_step = B * T
+    window_loss, window_steps, window_time = 0.0, 0, 0.0
+    stop_reason = "epochs"
+    started = time.perf_counter() - progress.seconds
+
+    def run_eval() -> Evaluation:
+        nonlocal window_loss, window_steps, window_time
+        val = evaluate(mcfg, params, val_ids, B, T, cfg.eval_chars) if len(val_ids) else None
+        train_loss = window_loss / max(1, window_steps)
+        cps = chars_per_step * window_steps / window_time if window_time > 0 else 0.0
+        score = val if val is not None else train_loss
+        is_best = progress.best_val is None or score < progress.best_val
+        if is_best:
+            progress.best_val, progress.best_step = score, progress.step
+        progress.history["val"].append([progress.step, val])
+        progress.history["train"].append([progress.step, train_loss])
+        text = preview(mcfg, corpus.vocab, params, 160, 0.8, seed=cfg.seed + progress.step)
+        save(latest, "latest")
+        if is_best:
+            save(best, "best")
+        window_loss, window_steps, window_time = 0.0, 0, 0.0
+        ev = Evaluation(progress.step, progress.epoch + progress.chunk / max(1, batches.chunks),
+                        train_loss, val, cps, text, is_best)
+        reporter.evaluate(ev)
+        return ev
+
+    last_eval = None
+    with _Interrupt() as interrupt:
+        while progress.epoch < cfg.epochs:
+            lr = lr_at(cfg.optim, progress.epoch)
+            while progress.chunk < batches.chunks:
+                if cfg.max_steps and progress.step >= cfg.max_steps:
+                    stop_reason = "max-steps"
+                    break
+                if cfg.max_time and time.perf_counter() - started >= cfg.max_time:
+                    stop_reason = "max-time"
+                    break
+                t0 = time.perf_counter()
+                inputs, targets = batches.chunk(progress.chunk)
+                masks = M.dropout_masks(mcfg, T, B, rng, DTYPE)
+                for g in grads.values():
+                    g.fill(0)
+                loss, new_state = M.lm_loss_and_grads(mcfg, params, grads, inputs, targets, state, work, masks)
+                norm = clip_global_norm(grads, cfg.optim.clip)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    kept = f"the last good checkpoint is {latest}" if os.path.exists(latest) else "no checkpoint was written"
+                    raise DivergedError(f"loss became {loss if not math.isfinite(loss) else 'finite but the gradient ' + str(norm)} "
+                                        f"at step {progress.step + 1}; {kept}; try a lower --lr or --clip")
+                opt.step(params, grads, lr)
+                state = new_state
+                progress.step += 1
+                progress.chunk += 1
+                dt = time.perf_counter() - t0
+                progress.seconds = time.perf_counter() - started
+                window_loss += loss
+                window_steps += 1
+                window_time += dt
+                progress.step_seconds += dt
+                reporter.step(progress.step, loss, chars_per_step / dt if dt > 0 else 0.0, lr)
+                if progress.step % cfg.eval_every == 0:
+                    last_eval = run_eval()
+                if interrupt.requested:
+                    stop_reason = "interrupted"
+                    break
+            if stop_reason != "epochs":
+                break
+            progress.epoch += 1
+            progress.chunk = 0
+            state = M.zero_state(mcfg, B, DTYPE)  # a new pass starts from a clean state
+        progress.seconds = time.perf_counter() - started
+        if window_steps or last_eval is None:
+            last_eval = run_eval()
+        else:
+            save(latest, "latest")
+    reporter.close()
+    hist = progress.history["train"]
+    return TrainResult(
+        run_dir=run_dir, latest=latest, best=best, steps=progress.step,
+        epoch=progress.epoch + progress.chunk / max(1, batches.chunks), best_val=progress.best_val,
+        last_val=last_eval.val_loss, train_loss=hist[-1][1] if hist else float("nan"),
+        chars_per_sec=_mean_speed(progress, chars_per_step), seconds=progress.seconds,
+        stop_reason=stop_reason, history=progress.history)
+
+
+def _mean_speed(progress: _Progress, chars_per_step: int) -> float:
+    return progress.step * chars_per_step / progress.step_seconds if progress.step_seconds > 0 else 0.0
+
+
+def _planned_steps(cfg: TrainConfig, chunks: int, progress: _Progress) -> int | None:
+    total = cfg.epochs * chunks
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    return total if not cfg.max_time else None
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    return {"model": vars(cfg.model).copy(), "optim": vars(cfg.optim).copy(),
+            **{k: v for k, v in vars(cfg).items() if k not in ("model", "optim")}}
+
+
+def config_from_checkpoint(meta: dict, overrides: dict) -> TrainConfig:
+    """The saved configuration with the stopping limits (and output options) the user gave now."""
+    saved = meta.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint has no training configuration to resume from")
+    model = model_config_from_dict(saved["model"])
+    optim = OptimConfig(**saved["optim"])
+    rest = {k: v for k, v in saved.items() if k not in ("model", "optim")}
+    cfg = TrainConfig(model=model, optim=optim, **rest)
+    return replace(cfg, **overrides)

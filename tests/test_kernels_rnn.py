@@ -1,0 +1,110 @@
+"""Vanilla RNN stack (model.stack_forward / stack_backward over kernels/rnn.py) == reference."""
+
+import numpy as np
+import pytest
+import reference as ref
+
+from rnncli import model as M
+from rnncli.config import ModelConfig
+
+CELL = "rnn"
+STATES = ("dh_next",)  # what stack_backward leaves in the workspace: dL/d(initial state)
+SHAPES = [(1, 1, 2, 3), (3, 2, 3, 4), (5, 3, 2, 1), (6, 2, 4, 5)]  # (T, B, D, H)
+RTOL, ATOL = 1e-10, 1e-12
+
+
+def make_problem(rng, T, B, D, H, layers=1, activation="tanh"):
+    cfg = ModelConfig(cell=CELL, hidden_size=H, num_layers=layers, embedding_size=D,
+                      activation=activation, dropout=0.0).validate()
+    params = M.init_params(cfg, M.stack_shapes(cfg, D), rng, np.float64)
+    for name, p in params.items():
+        if name.endswith((".b", ".b_hn")):  # init leaves biases at 0 (or 1): make each one count
+            p[:] = rng.uniform(-0.5, 0.5, p.shape)
+    state = rng.uniform(-0.5, 0.5, M.state_shape(cfg, B))
+    d_top = rng.standard_normal((T, B, H))
+    return cfg, params, state, d_top
+
+
+def run_engine(cfg, params, x, state, d_top, d_state=None, grads=None):
+    """Forward then backward; returns copies of top, new state, grads, dx, d(initial state)."""
+    work = M.Workspace(params["l0.W_xh"].dtype)
+    top, new_state = M.stack_forward(cfg, params, x, state, work)
+    top = top.copy()
+    grads = M.zeros_like_params(params) if grads is None else grads
+    dx = M.stack_backward(cfg, params, grads, x, d_top, work, d_state=d_state)
+    B, H = x.shape[1], cfg.hidden_size
+    d0 = np.array([[work.get(f"l{k}.{s}", (B, H)) for s in STATES] for k in range(cfg.num_layers)])
+    return top, new_state, grads, None if dx is None else dx.copy(), d0
+
+
+def assert_matches(engine, x, cfg, params, state, d_top, d_state=None, rtol=RTOL, atol=ATOL):
+    top, new_state, grads, dx, d0 = engine
+    p64 = {name: p.astype(np.float64) for name, p in params.items()}
+    x64, s64, d64 = (a.astype(np.float64) for a in (x, state, d_top))
+    r_top, r_state = ref.stack_forward(CELL, p64, x64, s64, cfg.activation)
+    r_grads, r_dx, r_d0 = ref.stack_backward(CELL, p64, x64, s64, d64, cfg.activation, d_state)
+    close = dict(rtol=rtol, atol=atol)
+    np.testing.assert_allclose(top, r_top, err_msg="top", **close)
+    np.testing.assert_allclose(new_state, r_state, err_msg="new state", **close)
+    assert set(grads) == set(r_grads)
+    for name in grads:
+        np.testing.assert_allclose(grads[name], r_grads[name], err_msg=name, **close)
+    if dx is not None:
+        np.testing.assert_allclose(dx, r_dx, err_msg="dx", **close)
+    np.testing.assert_allclose(d0, r_d0, err_msg="d initial state", **close)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("T, B, D, H", SHAPES)
+def test_one_layer_matches_reference(rng, T, B, D, H, activation):
+    cfg, params, state, d_top = make_problem(rng, T, B, D, H, activation=activation)
+    x = rng.standard_normal((T, B, D))
+    assert_matches(run_engine(cfg, params, x, state, d_top), x, cfg, params, state, d_top)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_two_layers_match_chained_reference(rng, activation):
+    T, B, D, H = 4, 2, 3, 5
+    cfg, params, state, d_top = make_problem(rng, T, B, D, H, layers=2, activation=activation)
+    x = rng.standard_normal((T, B, D))
+    assert_matches(run_engine(cfg, params, x, state, d_top), x, cfg, params, state, d_top)
+
+
+def test_gradient_at_final_state_flows_back(rng):
+    T, B, D, H = 3, 2, 3, 4
+    cfg, params, state, d_top = make_problem(rng, T, B, D, H, layers=2)
+    x = rng.standard_normal((T, B, D))
+    d_state = rng.standard_normal(state.shape)
+    engine = run_engine(cfg, params, x, state, d_top, d_state=d_state)
+    assert_matches(engine, x, cfg, params, state, d_top, d_state=d_state)
+
+
+def test_one_hot_tokens_match_reference_on_one_hot_vectors(rng):
+    T, B, V, H = 5, 3, 6, 4
+    cfg, params, state, d_top = make_problem(rng, T, B, V, H)
+    tokens = rng.integers(0, V, size=(T, B)).astype(np.int32)
+    top, new_state, grads, dx, d0 = run_engine(cfg, params, tokens, state, d_top)
+    assert dx is None
+    x = np.eye(V)[tokens]
+    assert_matches((top, new_state, grads, None, d0), x, cfg, params, state, d_top)
+
+
+def test_gradients_accumulate(rng):
+    T, B, D, H = 3, 2, 3, 4
+    cfg, params, state, d_top = make_problem(rng, T, B, D, H)
+    x = rng.standard_normal((T, B, D))
+    _, _, fresh, _, _ = run_engine(cfg, params, x, state, d_top)
+    start = {name: np.full_like(p, 0.25) for name, p in params.items()}
+    _, _, summed, _, _ = run_engine(cfg, params, x, state, d_top, grads=start)
+    for name in fresh:
+        np.testing.assert_allclose(summed[name], fresh[name] + 0.25, rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+def test_float32_matches_float64_reference(rng):
+    T, B, D, H = 5, 2, 3, 4
+    cfg, params, state, d_top = make_problem(rng, T, B, D, H)
+    p32 = {name: p.astype(np.float32) for name, p in params.items()}
+    x, state, d_top = (a.astype(np.float32) for a in (rng.standard_normal((T, B, D)), state, d_top))
+    top, new_state, grads, dx, d0 = engine = run_engine(cfg, p32, x, state, d_top)
+    assert all(a.dtype == np.float32 for a in (top, new_state, dx, *grads.values()))
+    assert_matches(engine, x, cfg, p32, state, d_top, rtol=1e-5, atol=1e-5)
