@@ -53,7 +53,8 @@ class OptimConfig:
     decay_after: int = 1
     clip: float = 5.0  # global gradient norm; 0 turns clipping off
     momentum: float = 0.9  # sgd momentum, and adam's beta1
-    beta2: float = 0.999  # adam, and the decay of rmsprop's average
+    beta2: float = 0.999  # adam's second-moment decay
+    rho: float = 0.95  # rmsprop's decay of the mean square (char-rnn's decay_rate)
     eps: float = 1e-8
     weight_decay: float = 0.0
 
@@ -65,6 +66,7 @@ class OptimConfig:
         _check(self.clip >= 0, "clip: must be 0 (off) or positive")
         _check(0 <= self.momentum < 1, "momentum: must be in [0, 1)")
         _check(0 < self.beta2 < 1, "beta2: must be in (0, 1)")
+        _check(0 < self.rho < 1, "rho: must be in (0, 1)")
         _check(self.eps > 0, "eps: must be positive")
         _check(self.weight_decay >= 0, "weight-decay: must be 0 or positive")
         return self

@@ -44,7 +44,7 @@ class Optimizer:
             elif c.optimizer == "adagrad":
                 k_opt.adagrad(pf, gf, s[f"sum_sq/{name}"].reshape(-1), lr, c.eps, c.weight_decay)
             elif c.optimizer == "rmsprop":
-                k_opt.rmsprop(pf, gf, s[f"mean_sq/{name}"].reshape(-1), lr, c.beta2, c.eps, c.weight_decay)
+                k_opt.rmsprop(pf, gf, s[f"mean_sq/{name}"].reshape(-1), lr, c.rho, c.eps, c.weight_decay)
             else:
                 k_opt.adam(pf, gf, s[f"m/{name}"].reshape(-1), s[f"v/{name}"].reshape(-1), lr,
                            c.momentum, c.beta2, c.eps, self.steps, c.weight_decay)

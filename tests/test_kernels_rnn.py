@@ -13,8 +13,10 @@ SHAPES = [(1, 1, 2, 3), (3, 2, 3, 4), (5, 3, 2, 1), (6, 2, 4, 5)]  # (T, B, D, H
 RTOL, ATOL = 1e-10, 1e-12
 
 
-def make_problem(rng, T, B, D, H, layers=1, activation="tanh"):
-    cfg = ModelConfig(cell=CELL, hidden_size=H, num_layers=layers, embedding_size=D,
+def make_problem(rng, T, B, D, H, layers=1, activation="tanh", one_hot=False):
+    """Config, float64 params with random biases, a random initial state and d_top (T, B, H).
+    D is the input size: the vector size, or the vocabulary for one-hot token input."""
+    cfg = ModelConfig(cell=CELL, hidden_size=H, num_layers=layers, embedding_size=0 if one_hot else D,
                       activation=activation, dropout=0.0).validate()
     params = M.init_params(cfg, M.stack_shapes(cfg, D), rng, np.float64)
     for name, p in params.items():
@@ -38,6 +40,8 @@ def run_engine(cfg, params, x, state, d_top, d_state=None, grads=None):
 
 
 def assert_matches(engine, x, cfg, params, state, d_top, d_state=None, rtol=RTOL, atol=ATOL):
+    """engine: run_engine's result; x (T, B, D) the input as vectors (one-hot ones for tokens).
+    The reference runs in float64 on the same values the engine saw."""
     top, new_state, grads, dx, d0 = engine
     p64 = {name: p.astype(np.float64) for name, p in params.items()}
     x64, s64, d64 = (a.astype(np.float64) for a in (x, state, d_top))
@@ -81,7 +85,7 @@ def test_gradient_at_final_state_flows_back(rng):
 
 def test_one_hot_tokens_match_reference_on_one_hot_vectors(rng):
     T, B, V, H = 5, 3, 6, 4
-    cfg, params, state, d_top = make_problem(rng, T, B, V, H)
+    cfg, params, state, d_top = make_problem(rng, T, B, V, H, one_hot=True)
     tokens = rng.integers(0, V, size=(T, B)).astype(np.int32)
     top, new_state, grads, dx, d0 = run_engine(cfg, params, tokens, state, d_top)
     assert dx is None

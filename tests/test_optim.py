@@ -42,7 +42,8 @@ def test_loss_halves_on_a_repeating_sequence(cell, optimizer):
 
 
 def random_grads(rng):
-    return {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(5), "c": rng.standard_normal((2, 2, 2))}
+    shapes = {"W": (3, 4), "b": (5,), "E": (2, 2, 2)}
+    return {name: rng.standard_normal(shape) for name, shape in shapes.items()}
 
 
 def global_norm(grads):
@@ -75,7 +76,9 @@ def test_adam_first_step_moves_each_parameter_by_lr_against_its_gradient(rng, dt
     """Bias correction makes m̂ = g and v̂ = g² after one step, so Δp = -lr g / (|g| + ε)."""
     lr = 1e-3
     params = {"W": rng.standard_normal((4, 3)).astype(dtype), "b": rng.standard_normal(6).astype(dtype)}
-    grads = {k: rng.uniform(0.1, 2.0, p.shape) * rng.choice([-1.0, 1.0], p.shape) for k, p in params.items()}
+    # |g| ≥ 0.1 ≫ eps = 1e-8, random signs; two entries exactly zero
+    grads = {k: rng.uniform(0.1, 2.0, p.shape) * rng.choice([-1.0, 1.0], p.shape)
+             for k, p in params.items()}
     grads["b"][[1, 4]] = 0.0
     grads = {k: g.astype(dtype) for k, g in grads.items()}
     before = {k: p.copy() for k, p in params.items()}

@@ -12,7 +12,7 @@ b_hn (H,) is the one bias that cannot be folded into b, because r multiplies it.
 import numpy as np
 from numba import njit
 
-from rnncli.kernels.activations import sigmoid
+from rnncli.kernels.activations import sigmoid, tanh
 
 
 @njit(cache=True, error_model="numpy")
@@ -29,7 +29,7 @@ def step_forward(xp, h_prev, W_hhT, b_hn, gates, hn, h):
             r = sigmoid(xp[b, j] + gates[b, j], one)
             z = sigmoid(xp[b, H + j] + gates[b, H + j], one)
             hn_j = gates[b, 2 * H + j] + b_hn[j]
-            n = np.tanh(xp[b, 2 * H + j] + r * hn_j)
+            n = tanh(xp[b, 2 * H + j] + r * hn_j)
             h[b, j] = (one - z) * n + z * h_prev[b, j]
             gates[b, j] = r
             gates[b, H + j] = z

@@ -10,7 +10,7 @@ Layout as in rnn.py: XP (T, B, 4H) precomputed; Hbuf, Cbuf (T+1, B, H) with inde
 import numpy as np
 from numba import njit
 
-from rnncli.kernels.activations import sigmoid
+from rnncli.kernels.activations import sigmoid, tanh
 
 
 @njit(cache=True, error_model="numpy")
@@ -26,11 +26,11 @@ def step_forward(xp, h_prev, c_prev, W_hhT, gates, c, h):
         for j in range(H):
             i = sigmoid(xp[b, j] + gates[b, j], one)
             f = sigmoid(xp[b, H + j] + gates[b, H + j], one)
-            g = np.tanh(xp[b, 2 * H + j] + gates[b, 2 * H + j])
+            g = tanh(xp[b, 2 * H + j] + gates[b, 2 * H + j])
             o = sigmoid(xp[b, 3 * H + j] + gates[b, 3 * H + j], one)
             c_new = f * c_prev[b, j] + i * g
             c[b, j] = c_new
-            h[b, j] = o * np.tanh(c_new)
+            h[b, j] = o * tanh(c_new)
             gates[b, j] = i
             gates[b, H + j] = f
             gates[b, 2 * H + j] = g
@@ -63,7 +63,7 @@ def backward(Cbuf, gates, W_hh, dH, dh_next, dc_next, dG):
                 f = gt[b, H + j]
                 g = gt[b, 2 * H + j]
                 o = gt[b, 3 * H + j]
-                tc = np.tanh(Cbuf[t + 1, b, j])
+                tc = tanh(Cbuf[t + 1, b, j])
                 dh = dH[t, b, j] + dh_next[b, j]
                 # through h = o tanh(c): the cell gets dh·o·(1 - tanh²c) on top of what c_{t+1} sent
                 dc = dc_next[b, j] + dh * o * (one - tc * tc)
