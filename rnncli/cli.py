@@ -11,10 +11,11 @@ import sys
 import click
 
 from rnncli import __version__
-from rnncli.config import ACTIVATIONS, CELLS, OPTIMIZERS, GradcheckConfig, ModelConfig, OptimConfig, TrainConfig
+from rnncli.config import (ACTIVATIONS, CELLS, OPTIMIZERS, POOLINGS, TOKENIZERS, ClassifyConfig, GradcheckConfig,
+                           ModelConfig, OptimConfig, TrainConfig)
 from rnncli.errors import RnnError
 
-M_DEF, O_DEF, T_DEF = ModelConfig(), OptimConfig(), TrainConfig()
+M_DEF, O_DEF, T_DEF, C_DEF = ModelConfig(), OptimConfig(), TrainConfig(), ClassifyConfig()
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -42,6 +43,7 @@ def main(ctx, debug):
     rnn train                   train a character model on the bundled corpus
     rnn sample --temp 0.8       write text with the best model of the last run
     rnn gradcheck               check every analytic gradient numerically
+    rnn classify train data.tsv label texts (train / eval / predict)
     """
     ctx.obj = {"debug": debug}
 
@@ -283,3 +285,166 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
         if i + 1 < num_samples:
             sys.stdout.write("\n")
         sys.stdout.flush()
+
+
+# ---------------------------------------------------------------- classify
+
+@main.group(cls=RnnGroup, context_settings=CONTEXT)
+def classify():
+    """Classify texts with a recurrent network: train, eval, predict.
+
+    Data files hold one text per line as `label<TAB>text`.
+
+    \b
+    rnn classify train webkb-train.txt            train (validation split held out)
+    rnn classify eval runs/.../best.npz test.txt  scores on a labelled test file
+    rnn classify predict runs/.../best.npz new.txt  label new texts (or stdin)
+    """
+
+
+def _comma_ints(ctx, param, value):
+    if value is None or value == "":
+        return ()
+    try:
+        sizes = tuple(int(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("give sizes separated by commas, e.g. 128,64") from None
+    if any(s < 1 for s in sizes):
+        raise click.BadParameter("sizes must be at least 1")
+    return sizes
+
+
+@classify.command("train", context_settings=CONTEXT)
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False), default=None, help="Labelled test file scored once, at the end, with the best weights.")
+@click.option("--cell", type=click.Choice(CELLS), default=C_DEF.cell, help="Recurrent cell.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=C_DEF.hidden_size, help="Units per recurrent layer (and direction).")
+@click.option("--layers", type=click.IntRange(min=1), default=C_DEF.num_layers, help="Stacked recurrent layers.")
+@click.option("--bidirectional/--unidirectional", default=C_DEF.bidirectional, help="Also read each text backwards.")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=C_DEF.pooling, help="Summary of the recurrent outputs: final state, mean or max over time.")
+@click.option("--dense", callback=_comma_ints, default=",".join(map(str, C_DEF.dense)), help="Sizes of the fully connected ReLU layers before the softmax (empty for none).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=C_DEF.dropout, help="Dropout on recurrent outputs and dense layers.")
+@click.option("--embedding-size", type=click.IntRange(min=1), default=C_DEF.embedding_size, help="Word vector size (the GloVe file's, when one is given).")
+@click.option("--glove", type=click.Path(exists=True, dir_okay=False), default=None, help="Start word vectors from a GloVe text file (word v1 ... vd).")
+@click.option("--freeze-embeddings", is_flag=True, help="Keep the (GloVe) word vectors fixed.")
+@click.option("--tokens", type=click.Choice(TOKENIZERS), default=C_DEF.tokens, help="Split texts into lower-cased words or characters.")
+@click.option("--min-freq", type=click.IntRange(min=1), default=C_DEF.min_freq, help="Tokens seen fewer times in training become <unk>.")
+@click.option("--max-vocab", type=click.IntRange(min=3), default=C_DEF.max_vocab, help="Largest vocabulary kept (most frequent first).")
+@click.option("--max-len", type=click.IntRange(min=1), default=C_DEF.max_len, help="Tokens kept from the start of each text.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=C_DEF.batch_size, help="Texts per step.")
+@click.option("--epochs", type=click.IntRange(min=1), default=C_DEF.epochs, help="Most passes over the training texts.")
+@click.option("--patience", type=click.IntRange(min=1), default=C_DEF.patience, help="Stop after this many epochs without a better validation loss.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=C_DEF.optimizer, help="Update rule.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=C_DEF.lr, help="Learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=C_DEF.weight_decay, help="Weight decay (decoupled for adam).")
+@click.option("--clip", type=click.FloatRange(min=0), default=C_DEF.clip, help="Clip the global gradient norm (0 = off).")
+@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=C_DEF.class_weights, help="Weigh classes by inverse frequency (for imbalanced labels).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=C_DEF.val_fraction, help="Share of each class held out for validation (stratified).")
+@click.option("--seed", type=int, default=C_DEF.seed, help="Random seed (split, initialisation, batches).")
+@click.option("--threads", type=click.IntRange(min=0), default=C_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
+@click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default=C_DEF.on_decode_error, help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for the run folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch summaries.")
+def classify_train(data, test_path, cell, hidden_size, layers, bidirectional, pooling, dense, dropout,
+                   embedding_size, glove, freeze_embeddings, tokens, min_freq, max_vocab, max_len, batch_size,
+                   epochs, patience, optimizer, lr, weight_decay, clip, class_weights, val_fraction, seed,
+                   threads, on_decode_error, out_dir, quiet):
+    """Train a text classifier on DATA (`label<TAB>text` per line).
+
+    A stratified validation split drives early stopping; the best weights are kept.
+    Lines without a TAB and empty texts are skipped and counted.
+
+    \b
+    Example:  rnn classify train webkb-train.txt --glove glove.6B.50d.txt --test webkb-test.txt
+    """
+    if freeze_embeddings and not glove:
+        raise click.UsageError("--freeze-embeddings needs --glove (learned vectors must be trained)")
+    cfg = ClassifyConfig(cell=cell, hidden_size=hidden_size, num_layers=layers, bidirectional=bidirectional,
+                         pooling=pooling, dense=dense, dropout=dropout, embedding_size=embedding_size,
+                         glove=glove or "", freeze_embeddings=freeze_embeddings, tokens=tokens, min_freq=min_freq,
+                         max_vocab=max_vocab, max_len=max_len, batch_size=batch_size, epochs=epochs,
+                         patience=patience, optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip=clip,
+                         class_weights=class_weights, val_fraction=val_fraction, seed=seed, threads=threads,
+                         on_decode_error=on_decode_error).validate()
+    announce_compile()
+    from rnncli import ui
+    from rnncli.classify import train_classifier
+
+    result = train_classifier(cfg, data, test_path, out_dir, ui.ClassifyReporter(quiet))
+    if not quiet:
+        ui.notice(f"Best epoch {result.best_epoch} of {result.epochs_run} ({result.seconds:.0f} s); "
+                  f"weights saved to {result.path}")
+        ui.print_tables(ui.metrics_tables(result.val, result.labels, "validation"))
+    if result.test is not None:
+        _report_test(result.test, result.labels)
+    click.echo(result.path)
+
+
+def _report_test(test: dict, labels, to_stdout: bool = False) -> None:
+    from rnncli import ui
+
+    ui.print_tables(ui.metrics_tables(test, labels, f"test ({os.path.basename(test['path'])})"), to_stdout)
+    if test["skipped_unknown_label"]:
+        ui.notice(f"Skipped {test['skipped_unknown_label']} test lines whose label the model does not know: "
+                  f"{', '.join(test['unknown_labels'][:10])}")
+    if test["skipped_no_tab"]:
+        ui.notice(f"Skipped {test['skipped_no_tab']} test lines without a TAB.")
+    if test["empty_texts"]:
+        ui.notice(f"{test['empty_texts']} test texts were empty (scored from a lone unknown token).")
+
+
+@classify.command("eval", context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("test", type=click.Path(exists=True, dir_okay=False))
+@click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default="strict", help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
+def classify_eval(checkpoint, test, on_decode_error):
+    """Score a saved classifier on a labelled TEST file (`label<TAB>text` per line).
+
+    Prints accuracy, macro-F1, per-class scores and the confusion matrix.
+
+    \b
+    Example:  rnn classify eval runs/webkb-classifier-.../best.npz webkb-test.txt
+    """
+    from rnncli.classify import evaluate_file, load_classifier
+
+    clf = load_classifier(checkpoint)
+    announce_compile()
+    _report_test(evaluate_file(clf, test, on_decode_error), clf.labels, to_stdout=True)
+
+
+@classify.command("predict", context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("texts", type=click.File("r", encoding="utf-8", errors="strict"), default="-")
+@click.option("--all-probs", is_flag=True, help="Also print every class's probability.")
+@click.option("--labelled", is_flag=True, help="Input lines are `label<TAB>text`: ignore the label.")
+def classify_predict(checkpoint, texts, all_probs, labelled):
+    """Label new texts, one per line, from a file or stdin (`-`).
+
+    Prints `label<TAB>probability` per input line (then `class=p` pairs with --all-probs).
+
+    \b
+    Example:  echo "office hours and homework" | rnn classify predict best.npz
+    """
+    from rnncli import ui
+    from rnncli.classify import load_classifier, predict_lines
+    from rnncli.errors import CorpusError
+
+    clf = load_classifier(checkpoint)
+    try:
+        lines = texts.read().replace("\r\n", "\n").split("\n")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{texts.name}: not UTF-8 at byte {e.start}; re-save as UTF-8") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    if labelled:
+        lines = [line.partition("\t")[2] for line in lines]
+    announce_compile()
+    probs = predict_lines(clf, lines)
+    for p in probs:
+        k = int(p.argmax())
+        row = f"{clf.labels[k]}\t{p[k]:.4f}"
+        if all_probs:
+            row += "\t" + " ".join(f"{label}={q:.4f}" for label, q in zip(clf.labels, p))
+        click.echo(row)
+    if not lines:
+        ui.notice("No input lines.")

@@ -118,7 +118,7 @@ class GradcheckConfig:
     eps: float = 1e-5
     tol: float = 1e-6
     samples: int = 30  # entries checked per tensor when it has more than this many
-    classifier: bool = False  # also check the classifier head (pooling, dense layers, masking)
+    classifier: bool = True  # also check the classifier head (pooling, dense layers, masking)
 
     def validate(self) -> "GradcheckConfig":
         for cell in self.cells:
@@ -139,3 +139,64 @@ def to_dict(cfg) -> dict:
 def model_config_from_dict(d: dict) -> ModelConfig:
     names = {f.name for f in fields(ModelConfig)}
     return ModelConfig(**{k: v for k, v in d.items() if k in names})
+
+
+POOLINGS = ("last", "mean", "max")
+TOKENIZERS = ("word", "char")
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """A many-to-one text classifier: embeddings -> recurrent stack(s) -> pooling -> dense -> softmax."""
+
+    cell: str = "gru"
+    hidden_size: int = 256
+    num_layers: int = 1
+    bidirectional: bool = True
+    pooling: str = "max"  # over the valid (unpadded) time steps; "last" = final state
+    dense: tuple = (128, 64)
+    dropout: float = 0.3  # on recurrent outputs and after each dense layer
+    embedding_size: int = 64  # replaced by the GloVe dimension when a GloVe file is given
+    glove: str = ""
+    freeze_embeddings: bool = False
+    tokens: str = "word"
+    min_freq: int = 2
+    max_vocab: int = 50_000
+    max_len: int = 400  # tokens kept from the start of each text
+    batch_size: int = 32
+    epochs: int = 20
+    patience: int = 3  # epochs without a better validation loss before stopping
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    clip: float = 5.0
+    class_weights: str = "none"  # or "balanced": inverse class frequency
+    val_fraction: float = 0.1
+    seed: int = 1234
+    threads: int = 0
+    on_decode_error: str = "strict"
+
+    def model(self) -> ModelConfig:
+        return ModelConfig(cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                           embedding_size=self.embedding_size, dropout=self.dropout)
+
+    def validate(self) -> "ClassifyConfig":
+        self.model().validate()
+        _check(self.pooling in POOLINGS, f"pooling: {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        _check(self.tokens in TOKENIZERS, f"tokens: {self.tokens!r} is not one of {', '.join(TOKENIZERS)}")
+        _check(all(d >= 1 for d in self.dense), "dense: layer sizes must be at least 1")
+        _check(self.embedding_size >= 1, "embedding-size: must be at least 1")
+        _check(self.min_freq >= 1 and self.max_vocab >= 1, "min-freq and max-vocab: at least 1")
+        _check(self.max_len >= 1, "max-len: must be at least 1")
+        _check(self.batch_size >= 1 and self.epochs >= 1, "batch-size and epochs: at least 1")
+        _check(self.patience >= 1, "patience: must be at least 1")
+        _check(self.optimizer in OPTIMIZERS, f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        _check(self.lr > 0 and self.weight_decay >= 0 and self.clip >= 0, "lr > 0, weight-decay >= 0, clip >= 0")
+        _check(self.class_weights in ("none", "balanced"), "class-weights: none or balanced")
+        _check(0 < self.val_fraction < 1, "val-fraction: must be in (0, 1) (validation drives early stopping)")
+        _check(self.threads >= 0, "threads: must be 0 (all cores) or more")
+        return self
+
+    def optim(self) -> OptimConfig:
+        return OptimConfig(optimizer=self.optimizer, lr=self.lr, lr_decay=1.0, clip=self.clip,
+                           weight_decay=self.weight_decay).validate()

@@ -220,3 +220,126 @@ def fit_batches(n_chars: int, batch_size: int, seq_len: int) -> tuple[int, int, 
     if T != seq_len:
         notes.append(f"sequence length lowered from {seq_len} to {T}: the text is too short")
     return B, T, notes
+
+
+# ---------------------------------------------------------------- labelled texts (classification)
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+@dataclass
+class LabelledData:
+    labels: list  # str per example
+    texts: list  # str per example
+    skipped_no_tab: int = 0
+    skipped_empty: int = 0
+
+
+def read_labelled(path: str, on_error: str = "strict", keep_empty: bool = False) -> LabelledData:
+    """`label<TAB>text` per line. The label is what comes before the first TAB, stripped (it may
+    contain spaces). Lines without a TAB and (unless keep_empty) lines with an empty text are
+    skipped and counted; blank lines are ignored."""
+    data = LabelledData([], [])
+    for line in read_text(path, on_error).split("\n"):
+        if not line.strip():
+            continue
+        label, tab, body = line.partition("\t")
+        label = label.strip()
+        if not tab or not label:
+            data.skipped_no_tab += 1
+            continue
+        if not body.strip() and not keep_empty:
+            data.skipped_empty += 1
+            continue
+        data.labels.append(label)
+        data.texts.append(body)
+    return data
+
+
+def tokenize(text: str, mode: str) -> list[str]:
+    """Words: lower-cased runs of letters and digits (apostrophes inside words kept).
+    Characters: every character except line breaks."""
+    if mode == "char":
+        return [c for c in text if c not in "\r\n"]
+    return _WORD.findall(text.lower())
+
+
+import re  # noqa: E402  (kept beside its only use)
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+
+
+@dataclass(frozen=True)
+class TokenVocab:
+    """Token strings; index 0 is padding, 1 the unknown token, then by frequency."""
+
+    tokens: tuple
+
+    @classmethod
+    def build(cls, token_lists, min_freq: int, max_size: int) -> "TokenVocab":
+        from collections import Counter
+
+        counts = Counter(t for tokens in token_lists for t in tokens)
+        # Ties broken by the token itself so the vocabulary never depends on set order.
+        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        return cls((PAD, UNK) + tuple(kept[:max(0, max_size - 2)]))
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+    def index(self) -> dict:
+        return {t: i for i, t in enumerate(self.tokens)}
+
+    def encode(self, tokens: list[str], index: dict, max_len: int) -> np.ndarray:
+        """int32 ids of the first max_len tokens; an empty text becomes a single <unk>."""
+        ids = [index.get(t, 1) for t in tokens[:max_len]] or [1]
+        return np.asarray(ids, np.int32)
+
+
+def load_glove(path: str, vocab: TokenVocab) -> tuple[np.ndarray | None, int, int]:
+    """Vectors for the vocabulary's tokens from a GloVe text file (`word v1 ... vd` per line).
+
+    Returns (vectors (V, d) with NaN rows for tokens not found, dimension, tokens found).
+    A line whose number of values differs from the first line's is an error naming the line.
+    """
+    index = vocab.index()
+    vectors = None
+    dim = 0
+    found = 0
+    line_no = 0
+    for block in _glove_lines(path):
+        for line in block:
+            line_no += 1
+            parts = line.rstrip().split(" ")
+            if len(parts) < 2:
+                if not line.strip():
+                    continue
+                raise CorpusError(f"{_describe(path)}: line {line_no} has no vector values")
+            if dim == 0:
+                dim = len(parts) - 1
+                vectors = np.full((vocab.size, dim), np.nan, np.float32)
+            if len(parts) - 1 != dim:
+                raise CorpusError(f"{_describe(path)}: line {line_no} has {len(parts) - 1} values, "
+                                  f"expected {dim} like line 1; not a consistent GloVe file")
+            row = index.get(parts[0])
+            if row is None or row < 2 or not np.isnan(vectors[row, 0]):
+                continue
+            try:
+                vectors[row] = np.asarray(parts[1:], dtype=np.float32)
+            except ValueError:
+                raise CorpusError(f"{_describe(path)}: line {line_no} has a value that is not a number") from None
+            found += 1
+    if dim == 0:
+        raise CorpusError(f"{_describe(path)}: no vectors found; expected `word v1 ... vd` per line")
+    return vectors, dim, found
+
+
+def _glove_lines(path: str):
+    rest = ""
+    for block in iter_text_blocks(path):
+        lines = (rest + block).split("\n")
+        rest = lines.pop()
+        yield lines
+    if rest:
+        yield [rest]

@@ -115,3 +115,80 @@ def train_summary(result) -> Table:
 
 def print_notice_table(table: Table) -> None:
     err.print(table)
+
+
+class ClassifyReporter:
+    """A tqdm bar per epoch and one summary line per epoch, on stderr."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def start(self, info: dict) -> None:
+        if self.quiet:
+            return
+        skipped = []
+        if info["skipped_no_tab"]:
+            skipped.append(f"{info['skipped_no_tab']} lines without a TAB")
+        if info["skipped_empty"]:
+            skipped.append(f"{info['skipped_empty']} empty texts")
+        counts = ", ".join(f"{l} {n}" for l, n in zip(info["labels"], info["class_counts"]))
+        err.print(f"{info['train']} training and {info['val']} validation texts ({counts}); "
+                  f"vocabulary {info['vocab']:,}; {info['params']:,} parameters.", markup=False)
+        if skipped:
+            err.print(f"Skipped: {'; '.join(skipped)}.", markup=False)
+        if info["truncated"]:
+            err.print(f"{info['truncated']} texts were cut to --max-len tokens.", markup=False)
+        if info["coverage"]:
+            found, total = info["coverage"]
+            err.print(f"GloVe coverage: {found:,} of {total:,} vocabulary words "
+                      f"({100 * found / max(1, total):.1f}%), dimension {info['embedding_size']}.", markup=False)
+
+    def epoch_start(self, epoch: int, batches: int) -> None:
+        self.bar = progress(batches, f"epoch {epoch}", self.quiet, unit="batch")
+
+    def batch(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+
+    def epoch_end(self, s: dict) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.quiet:
+            return
+        best = " [green]best[/]" if s["best"] else ""
+        err.print(f"epoch {s['epoch']} · train loss {s['train_loss']:.4f} · val loss {s['val_loss']:.4f} · "
+                  f"val accuracy {s['val_accuracy']:.4f} · val macro-F1 {s['val_macro_f1']:.4f} · "
+                  f"{s['seconds']:.0f} s{best}", highlight=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def metrics_tables(m: dict, labels, title: str) -> list:
+    """Per-class precision/recall/F1 and the confusion matrix."""
+    t = Table(title=f"{title}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} ({m['n']} texts)",
+              title_justify="left")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for i, label in enumerate(labels):
+        t.add_row(label, f"{m['precision'][i]:.3f}", f"{m['recall'][i]:.3f}", f"{m['f1'][i]:.3f}", str(m["support"][i]))
+    c = Table(title=f"{title}: confusion matrix (rows true, columns predicted)", title_justify="left")
+    c.add_column("")
+    for label in labels:
+        c.add_column(label, justify="right")
+    for i, label in enumerate(labels):
+        c.add_row(label, *(str(v) if j != i else f"[bold]{v}[/]" for j, v in enumerate(m["confusion"][i])))
+    return [t, c]
+
+
+def print_tables(tables: list, to_stdout: bool = False) -> None:
+    console = out if to_stdout else err
+    for t in tables:
+        console.print(t)

@@ -1,0 +1,504 @@
+"""Many-to-one text classification on the recurrent engine.
+
+    ids (T, B) --embed--> x (T, B, E) --stack "fw." (and "bw." on each text reversed)--> (T, B, H)
+      --pool over each text's own steps--> feat (B, H or 2H) --dense+ReLU+dropout ...--> logits (B, C)
+
+Variable lengths: texts are right-padded. The forward stack never looks ahead, so padding after
+a text cannot change its states; the backward stack reads each text's valid prefix reversed,
+again right-padded. Pooling reads only valid steps. So padding never changes a prediction, and
+padded steps receive exactly zero gradient (their dL/dh is 0 and nothing flows back into them).
+Batches group texts of similar length so little time is spent on padding.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from rnncli import blas, checkpoint
+from rnncli import model as M
+from rnncli.config import ClassifyConfig, GradcheckConfig
+from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
+from rnncli.kernels import linear as k_lin
+from rnncli.optim import Optimizer, clip_global_norm
+from rnncli.text import LabelledData, TokenVocab, load_glove, read_labelled, tokenize
+
+DTYPE = np.float32
+
+
+# ---------------------------------------------------------------- parameters
+
+def classifier_shapes(cfg: ClassifyConfig, vocab_size: int, n_classes: int) -> dict[str, tuple]:
+    mcfg = cfg.model()
+    shapes = {"embed": (vocab_size, cfg.embedding_size)}
+    shapes.update(M.stack_shapes(mcfg, cfg.embedding_size, "fw."))
+    if cfg.bidirectional:
+        shapes.update(M.stack_shapes(mcfg, cfg.embedding_size, "bw."))
+    width = cfg.hidden_size * (2 if cfg.bidirectional else 1)
+    for i, size in enumerate(cfg.dense):
+        shapes[f"d{i}.W"] = (size, width)
+        shapes[f"d{i}.b"] = (size,)
+        width = size
+    shapes["out.W"] = (n_classes, width)
+    shapes["out.b"] = (n_classes,)
+    return shapes
+
+
+def init_classifier(cfg: ClassifyConfig, shapes: dict, rng: np.random.Generator, dtype) -> dict:
+    """Recurrent weights as in the language model; dense layers He-uniform (they feed ReLUs)."""
+    params = M.init_params(cfg.model(), {k: v for k, v in shapes.items() if "." in k and k[:3] in ("fw.", "bw.")}, rng, dtype)
+    params["embed"] = (rng.standard_normal(shapes["embed"]) * 0.1).astype(dtype)
+    for name, shape in shapes.items():
+        if name.startswith(("d", "out.")) and name not in params:
+            if name.endswith(".W"):
+                limit = math.sqrt(6.0 / shape[1]) if name.startswith("d") else math.sqrt(1.0 / shape[1])
+                params[name] = rng.uniform(-limit, limit, size=shape).astype(dtype)
+            else:
+                params[name] = np.zeros(shape, dtype)
+    return {name: np.ascontiguousarray(params[name]) for name in shapes}
+
+
+# ---------------------------------------------------------------- batches
+
+def pad_batch(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids (T, B) right-padded with 0, reversed ids (T, B): each text's valid prefix reversed,
+    lengths (B,)), all int32 and time-major."""
+    lengths = np.array([len(s) for s in seqs], np.int32)
+    T, B = int(lengths.max()), len(seqs)
+    ids = np.zeros((T, B), np.int32)
+    rev = np.zeros((T, B), np.int32)
+    for b, s in enumerate(seqs):
+        ids[:len(s), b] = s
+        rev[:len(s), b] = s[::-1]
+    return ids, rev, lengths
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Index batches of similar lengths; with rng, shuffled within equal lengths and in order."""
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+    else:
+        order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+# ---------------------------------------------------------------- forward and backward
+
+@dataclass
+class _Masks:
+    fw: list | None = None
+    bw: list | None = None
+    dense: list = field(default_factory=list)
+
+
+def draw_masks(cfg: ClassifyConfig, T: int, B: int, rng: np.random.Generator, dtype) -> _Masks:
+    mcfg = cfg.model()
+    masks = _Masks(M.dropout_masks(mcfg, T, B, rng, dtype),
+                   M.dropout_masks(mcfg, T, B, rng, dtype) if cfg.bidirectional else None)
+    if cfg.dropout > 0:
+        keep = 1.0 - cfg.dropout
+        masks.dense = [((rng.random((B, size)) < keep) / keep).astype(dtype) for size in cfg.dense]
+    return masks
+
+
+def _pool(cfg: ClassifyConfig, top: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(B, H) summary of each text's valid steps; for max pooling also the argmax steps."""
+    T, B, H = top.shape
+    if cfg.pooling == "last":
+        return top[lengths - 1, np.arange(B)], None
+    valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+    if cfg.pooling == "mean":
+        return (np.where(valid, top, 0).sum(axis=0) / lengths[:, None]).astype(top.dtype), None
+    arg = np.where(valid, top, -np.inf).argmax(axis=0)
+    return np.take_along_axis(top, arg[None], axis=0)[0], arg
+
+
+def _unpool(cfg: ClassifyConfig, d_feat: np.ndarray, lengths: np.ndarray, arg, T: int) -> np.ndarray:
+    B, H = d_feat.shape
+    d_top = np.zeros((T, B, H), d_feat.dtype)
+    if cfg.pooling == "last":
+        d_top[lengths - 1, np.arange(B)] = d_feat
+    elif cfg.pooling == "mean":
+        valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+        d_top[:] = np.where(valid, (d_feat / lengths[:, None])[None], 0)
+    else:
+        np.put_along_axis(d_top, arg[None], d_feat[None], axis=0)
+    return d_top
+
+
+def forward(cfg: ClassifyConfig, params: dict, ids: np.ndarray, rev: np.ndarray, lengths: np.ndarray,
+            work: M.Workspace, masks: _Masks | None = None) -> tuple[np.ndarray, dict]:
+    """Logits (B, C) and what the backward pass needs."""
+    masks = masks or _Masks()
+    mcfg = cfg.model()
+    T, B = ids.shape
+    E = params["embed"].shape[1]
+    dtype = params["embed"].dtype
+    zero = M.zero_state(mcfg, B, dtype)
+    feats, cache = [], {"arg": [], "inputs": []}
+    for prefix, tok, dmask in (("fw.", ids, masks.fw), ("bw.", rev, masks.bw)):
+        if prefix == "bw." and not cfg.bidirectional:
+            break
+        x = work.get(prefix + "x", (T, B, E))
+        k_lin.gather_rows(params["embed"], tok.reshape(-1), x.reshape(T * B, E))
+        top, _ = M.stack_forward(mcfg, params, x, zero, work, dmask, prefix)
+        feat, arg = _pool(cfg, top, lengths)
+        feats.append(feat)
+        cache["arg"].append(arg)
+        cache["inputs"].append((prefix, tok, x, dmask))
+    z = np.ascontiguousarray(np.concatenate(feats, axis=1) if len(feats) > 1 else feats[0])
+    cache["acts"] = [z]
+    for i in range(len(cfg.dense)):
+        W, b = params[f"d{i}.W"], params[f"d{i}.b"]
+        a = np.empty((B, W.shape[0]), dtype)
+        k_lin.linear_forward(z, np.ascontiguousarray(W.T), b, a)
+        np.maximum(a, 0, out=a)  # ReLU
+        if masks.dense:
+            a *= masks.dense[i]
+        z = a
+        cache["acts"].append(z)
+    logits = np.empty((B, params["out.W"].shape[0]), dtype)
+    k_lin.linear_forward(z, np.ascontiguousarray(params["out.W"].T), params["out.b"], logits)
+    return logits, cache
+
+
+def loss_and_grads(cfg: ClassifyConfig, params: dict, grads: dict, ids, rev, lengths, targets: np.ndarray,
+                   weights: np.ndarray, work: M.Workspace, masks: _Masks | None = None,
+                   train_embed: bool = True) -> float:
+    """Weighted cross-entropy Σ w_b CE_b (weights sum to 1 for a mean); gradients += into grads."""
+    masks = masks or _Masks()
+    mcfg = cfg.model()
+    T, B = ids.shape
+    logits, cache = forward(cfg, params, ids, rev, lengths, work, masks)
+    dlogits = np.empty_like(logits)
+    loss = k_lin.softmax_xent(logits, targets, weights.astype(logits.dtype), dlogits)
+    acts = cache["acts"]
+    dz = dlogits
+    layers = [(f"d{i}.", i) for i in range(len(cfg.dense))] + [("out.", None)]
+    for name, i in reversed(layers):
+        x_in = acts[i if i is not None else len(cfg.dense)]
+        W = params[name + "W"]
+        if i is not None:
+            # dz arrives at this layer's output: undo its dropout and ReLU (a > 0 where it passed)
+            if masks.dense:
+                dz = dz * masks.dense[i]
+            dz = dz * (acts[i + 1] > 0)
+            x_in = acts[i]
+        k_lin.linear_weight_grad(x_in, np.ascontiguousarray(dz), grads[name + "W"])
+        k_lin.add_column_sums(np.ascontiguousarray(dz), grads[name + "b"])
+        d_in = np.empty((B, W.shape[1]), dz.dtype)
+        k_lin.linear_input_grad(np.ascontiguousarray(dz), W, d_in)
+        dz = d_in
+    H = cfg.hidden_size
+    for k, (prefix, tok, x, dmask) in enumerate(cache["inputs"]):
+        d_top = _unpool(cfg, np.ascontiguousarray(dz[:, k * H:(k + 1) * H]), lengths, cache["arg"][k], T)
+        d_x = M.stack_backward(mcfg, params, grads, x, d_top, work, dmask, prefix)
+        if train_embed:
+            k_lin.scatter_add_rows(grads["embed"], tok.reshape(-1), d_x.reshape(T * B, -1))
+    return float(loss)
+
+
+# ---------------------------------------------------------------- the model in use
+
+@dataclass
+class Classifier:
+    cfg: ClassifyConfig
+    vocab: TokenVocab
+    labels: tuple
+    params: dict
+    meta: dict = field(default_factory=dict)
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        index = self.vocab.index()
+        return [self.vocab.encode(tokenize(t, self.cfg.tokens), index, self.cfg.max_len) for t in texts]
+
+    def predict_proba(self, seqs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (N, C), no dropout; batches of similar length."""
+        probs = np.zeros((len(seqs), len(self.labels)), np.float64)
+        if not seqs:
+            return probs
+        work = M.Workspace(DTYPE)
+        lengths = np.array([len(s) for s in seqs])
+        for idx in length_batches(lengths, batch_size, None):
+            ids, rev, lens = pad_batch([seqs[i] for i in idx])
+            logits, _ = forward(self.cfg, self.params, ids, rev, lens, work)
+            p = np.empty_like(logits)
+            k_lin.softmax_rows(logits, p)
+            probs[idx] = p
+        return probs
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
+    (rows = true class, columns = predicted)."""
+    confusion = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    tp = np.diag(confusion).astype(float)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    present = support > 0
+    return {"accuracy": float(tp.sum() / max(1, len(y_true))),
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+            "support": support.tolist(), "confusion": confusion.tolist(), "n": int(len(y_true))}
+
+
+def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices): each class contributes round(fraction · count) texts
+    to validation (at least one when it has two or more)."""
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(fraction * len(idx)))
+        k = min(max(k, 1 if len(idx) >= 2 else 0), len(idx) - 1)
+        val.extend(idx[:k])
+        train.extend(idx[k:])
+    return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
+
+
+# ---------------------------------------------------------------- training
+
+class Reporter:
+    def warn(self, message: str) -> None: ...
+    def start(self, info: dict) -> None: ...
+    def epoch_start(self, epoch: int, batches: int) -> None: ...
+    def batch(self, loss: float) -> None: ...
+    def epoch_end(self, summary: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class ClassifyResult:
+    path: str
+    labels: tuple
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    val: dict
+    test: dict | None
+    info: dict
+    history: list
+
+
+def _class_weights(cfg: ClassifyConfig, y: np.ndarray, n_classes: int) -> np.ndarray:
+    if cfg.class_weights == "none":
+        return np.ones(n_classes)
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+def evaluate_split(clf: Classifier, seqs: list, y: np.ndarray, class_weights: np.ndarray | None = None) -> dict:
+    probs = clf.predict_proba(seqs)
+    pred = probs.argmax(axis=1)
+    result = metrics(y, pred, len(clf.labels))
+    w = np.ones(len(y)) if class_weights is None else class_weights[y]
+    picked = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
+    result["loss"] = float(-(w * np.log(picked)).sum() / max(w.sum(), 1e-12))
+    return result
+
+
+def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None, out_dir: str,
+                     reporter: Reporter | None = None) -> ClassifyResult:
+    reporter = reporter or Reporter()
+    cfg.validate()
+    blas.set_threads(cfg.threads)
+    started = time.perf_counter()
+    data = read_labelled(data_path, cfg.on_decode_error)
+    name = os.path.basename(data_path)
+    if not data.texts:
+        raise CorpusError(f"{name}: no usable `label<TAB>text` lines "
+                          f"({data.skipped_no_tab} without a TAB, {data.skipped_empty} with an empty text)")
+    labels = tuple(sorted(set(data.labels)))
+    if len(labels) < 2:
+        raise CorpusError(f"{name}: only one class ({labels[0]!r}); a classifier needs at least two")
+    y_all = np.array([labels.index(l) for l in data.labels], np.int64)
+    rng = np.random.default_rng(cfg.seed)
+    train_idx, val_idx = stratified_split(y_all, cfg.val_fraction, rng)
+    if len(val_idx) == 0:
+        raise CorpusError(f"{name}: too few texts to hold out a validation split")
+    tokens = [tokenize(t, cfg.tokens) for t in data.texts]
+    vocab = TokenVocab.build([tokens[i] for i in train_idx], cfg.min_freq, cfg.max_vocab)
+    coverage = None
+    if cfg.glove:
+        vectors, dim, found = load_glove(cfg.glove, vocab)
+        if dim != cfg.embedding_size:
+            cfg = replace(cfg, embedding_size=dim)
+        coverage = (found, vocab.size - 2)
+    shapes = classifier_shapes(cfg, vocab.size, len(labels))
+    params = init_classifier(cfg, shapes, rng, DTYPE)
+    if cfg.glove:
+        hit = ~np.isnan(vectors[:, 0])
+        params["embed"][hit] = vectors[hit]
+    index = vocab.index()
+    seqs = [vocab.encode(t, index, cfg.max_len) for t in tokens]
+    clf = Classifier(cfg, vocab, labels, params)
+    train_seqs = [seqs[i] for i in train_idx]
+    y_train, y_val = y_all[train_idx], y_all[val_idx]
+    val_seqs = [seqs[i] for i in val_idx]
+    cw = _class_weights(cfg, y_train, len(labels))
+    trainable = {k: v for k, v in params.items() if not (k == "embed" and cfg.freeze_embeddings)}
+    opt = Optimizer(cfg.optim(), trainable)
+    grads = M.zeros_like_params(trainable)
+    if cfg.freeze_embeddings:
+        grads["embed"] = np.zeros((0, 0), DTYPE)  # never read: embeddings are not trained
+    work = M.Workspace(DTYPE)
+    lengths = np.array([len(s) for s in train_seqs])
+    truncated = sum(len(t) > cfg.max_len for t in tokens)
+    info = {"train": len(train_idx), "val": len(val_idx), "labels": labels, "vocab": vocab.size,
+            "skipped_no_tab": data.skipped_no_tab, "skipped_empty": data.skipped_empty,
+            "truncated": truncated, "coverage": coverage, "params": int(sum(p.size for p in params.values())),
+            "embedding_size": cfg.embedding_size, "class_counts": np.bincount(y_all, minlength=len(labels)).tolist()}
+    reporter.start(info)
+    best = (math.inf, 0, {k: v.copy() for k, v in params.items()}, None)
+    history = []
+    bad_epochs = 0
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        batches = length_batches(lengths, cfg.batch_size, rng)
+        reporter.epoch_start(epoch, len(batches))
+        total, seen = 0.0, 0
+        for idx in batches:
+            ids, rev, lens = pad_batch([train_seqs[i] for i in idx])
+            y = y_train[idx].astype(np.int32)
+            w = cw[y]
+            w = w / w.sum()
+            for g in grads.values():
+                g.fill(0)
+            masks = draw_masks(cfg, ids.shape[0], ids.shape[1], rng, DTYPE)
+            loss = loss_and_grads(cfg, params, grads, ids, rev, lens, y, w, work, masks,
+                                  train_embed=not cfg.freeze_embeddings)
+            norm = clip_global_norm({k: grads[k] for k in trainable}, cfg.clip)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                raise DivergedError(f"loss became non-finite in epoch {epoch}; nothing was saved; try a lower --lr")
+            opt.step(trainable, grads, cfg.lr)
+            total += loss * len(idx)
+            seen += len(idx)
+            reporter.batch(loss)
+        val = evaluate_split(clf, val_seqs, y_val, cw)
+        improved = val["loss"] < best[0]
+        if improved:
+            best = (val["loss"], epoch, {k: v.copy() for k, v in params.items()}, val)
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        summary = {"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": val["loss"],
+                   "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "best": improved,
+                   "seconds": time.perf_counter() - started}
+        history.append(summary)
+        reporter.epoch_end(summary)
+        if bad_epochs >= cfg.patience:
+            break
+    reporter.close()
+    _, best_epoch, best_params, best_val = best
+    for k in params:
+        params[k][...] = best_params[k]  # early stopping: the best epoch's weights
+    test = None
+    if test_path:
+        test = evaluate_file(clf, test_path, cfg.on_decode_error)
+    seconds = time.perf_counter() - started
+    run_dir = os.path.join(out_dir, f"{os.path.splitext(name)[0]}-classifier-{time.strftime('%Y%m%d-%H%M%S')}")
+    path = save_classifier(os.path.join(run_dir, "best.npz"), clf, {
+        "best_epoch": best_epoch, "history": history, "val": best_val, "test": test, "info": info,
+        "data": os.path.abspath(data_path)})
+    return ClassifyResult(path, labels, best_epoch, epoch, seconds, best_val, test, info, history)
+
+
+def evaluate_file(clf: Classifier, path: str, on_error: str = "strict") -> dict:
+    """Scores on a labelled file. Texts with labels the model does not know are skipped and
+    counted; empty texts are kept (predicted from a lone unknown token) and counted."""
+    data = read_labelled(path, on_error, keep_empty=True)
+    known = [i for i, l in enumerate(data.labels) if l in clf.labels]
+    unknown_labels = sorted({l for l in data.labels if l not in clf.labels})
+    if not known:
+        raise CorpusError(f"{os.path.basename(path)}: no lines with a label the model knows "
+                          f"({', '.join(clf.labels)})")
+    texts = [data.texts[i] for i in known]
+    y = np.array([clf.labels.index(data.labels[i]) for i in known], np.int64)
+    result = evaluate_split(clf, clf.encode(texts), y)
+    result.update({"skipped_unknown_label": len(data.labels) - len(known), "unknown_labels": unknown_labels,
+                   "skipped_no_tab": data.skipped_no_tab, "empty_texts": sum(not t.strip() for t in texts),
+                   "path": path})
+    return result
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_classifier(path: str, clf: Classifier, extra: dict) -> str:
+    arrays = {f"param/{k}": v for k, v in clf.params.items()}
+    cfg = vars(clf.cfg).copy()
+    cfg["dense"] = list(cfg["dense"])
+    return checkpoint.save(path, arrays, {"kind": "classifier", "config": cfg, "labels": list(clf.labels),
+                                          "vocab": list(clf.vocab.tokens), **extra})
+
+
+def load_classifier(path: str) -> Classifier:
+    arrays, meta = checkpoint.load(path, kind="classifier")
+    name = os.path.basename(path)
+    try:
+        raw = dict(meta["config"])
+        raw["dense"] = tuple(raw["dense"])
+        cfg = ClassifyConfig(**raw).validate()
+        labels = tuple(meta["labels"])
+        vocab = TokenVocab(tuple(meta["vocab"]))
+        if len(labels) < 2 or vocab.size < 2:
+            raise ConfigError("too few labels or vocabulary entries")
+    except (KeyError, TypeError, ValueError, RnnError) as e:
+        raise CheckpointError(f"{name}: metadata is incomplete or invalid ({e})") from None
+    try:
+        params = M.check_params(checkpoint.group(arrays, "param"),
+                                classifier_shapes(cfg, vocab.size, len(labels)), DTYPE)
+    except ConfigError as e:
+        raise CheckpointError(f"{name}: {e} (vocabulary {vocab.size}, {len(labels)} labels)") from None
+    return Classifier(cfg, vocab, labels, params, meta)
+
+
+def predict_lines(clf: Classifier, lines: list[str]) -> np.ndarray:
+    return clf.predict_proba(clf.encode(lines))
+
+
+# ---------------------------------------------------------------- gradient check
+
+def gradcheck_rows(gcfg: GradcheckConfig, dropout: float) -> list:
+    """Finite-difference rows for tiny float64 classifiers: each cell, each pooling,
+    bidirectional, texts of different lengths in one padded batch, fixed dropout masks."""
+    from rnncli.gradcheck import compare_gradients
+
+    rows = []
+    for cell in gcfg.cells:
+        for pooling in ("last", "mean", "max"):
+            rng = np.random.default_rng([gcfg.seed, 7, ("rnn", "lstm", "gru").index(cell), len(pooling)])
+            cfg = ClassifyConfig(cell=cell, hidden_size=gcfg.hidden_size, num_layers=max(gcfg.layers),
+                                 bidirectional=True, pooling=pooling, dense=(4, 3), dropout=dropout,
+                                 embedding_size=max(1, gcfg.embedding_size), batch_size=3)
+            n_classes, V = 3, gcfg.vocab_size
+            params = init_classifier(cfg, classifier_shapes(cfg, V, n_classes), rng, np.float64)
+            for name in params:  # zero biases would put ReLUs exactly on their kink
+                if name.endswith((".b", ".b_hn")):
+                    params[name][:] = rng.uniform(-0.5, 0.5, size=params[name].shape)
+            lengths = [gcfg.seq_len, max(1, gcfg.seq_len - 2), 1]
+            seqs = [rng.integers(2, V, size=n).astype(np.int32) for n in lengths]
+            ids, rev, lens = pad_batch(seqs)
+            y = rng.integers(0, n_classes, size=len(seqs)).astype(np.int32)
+            w = rng.uniform(0.5, 1.5, size=len(seqs))
+            w /= w.sum()
+            masks = draw_masks(cfg, ids.shape[0], ids.shape[1], rng, np.float64)
+            work = M.Workspace(np.float64)
+            grads = M.zeros_like_params(params)
+            loss_and_grads(cfg, params, grads, ids, rev, lens, y, w, work, masks)
+
+            def loss() -> float:
+                logits, _ = forward(cfg, params, ids, rev, lens, work, masks)
+                return float(k_lin.softmax_xent(logits, y, w, np.empty_like(logits)))
+
+            label = f"classifier {cell} ×{cfg.num_layers} bi {pooling}"
+            rows += compare_gradients(params, grads, loss, gcfg.eps, gcfg.tol, gcfg.samples, rng, label)
+    return rows
