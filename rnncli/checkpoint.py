@@ -82,6 +82,8 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
     name = os.path.basename(path) or path
     if os.path.isdir(path):
         raise CheckpointError(f"{name}: is a directory, not a checkpoint file")
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{name}: not an .npz checkpoint (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}

@@ -53,7 +53,7 @@ def announce_compile() -> None:
     kernels = os.path.join(os.path.dirname(__file__), "kernels", "__pycache__")
     cache_dir = os.environ.get("NUMBA_CACHE_DIR")
     has_cache = any(name.endswith(".nbi") for d in (kernels, cache_dir) if d and os.path.isdir(d)
-                    for name in os.listdir(d))
+                    for _, _, names in os.walk(d) for name in names)
     if not has_cache:
         from rnncli import ui
 
@@ -185,7 +185,8 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
         from rnncli.train import config_from_checkpoint
 
         _, meta = ckpt.load(resume, kind="lm")
-        cfg = config_from_checkpoint(meta, limits)
+        cfg = config_from_checkpoint(meta, {k: v for k, v in limits.items()
+                                            if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE})
         saved = {"cell": cfg.model.cell, "hidden_size": cfg.model.hidden_size, "layers": cfg.model.num_layers,
                  "embedding_size": cfg.model.embedding_size, "activation": cfg.model.activation,
                  "dropout": cfg.model.dropout, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,

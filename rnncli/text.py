@@ -80,11 +80,12 @@ def iter_text_blocks(path: str, on_error: str = "strict"):
         while True:
             raw = f.read(BLOCK_BYTES)
             final = not raw
+            held = len(decoder.getstate()[0])  # bytes of a character split across reads
             try:
                 text = decoder.decode(raw, final=final)
             except UnicodeDecodeError as e:
                 raise CorpusError(
-                    f"{_describe(path)}: not UTF-8 at byte {offset + e.start} "
+                    f"{_describe(path)}: not UTF-8 at byte {offset - held + e.start} "
                     f"(0x{e.object[e.start]:02x}); re-save as UTF-8 or use --on-decode-error replace"
                 ) from None
             offset += len(raw)

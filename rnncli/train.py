@@ -219,11 +219,16 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
 
     def run_eval() -> Evaluation:
         nonlocal window_loss, window_steps, window_time
+        bad = [k for k, v in params.items() if not np.isfinite(v).all()]
+        if bad:  # an update overflowed: keep the last good checkpoint as it is
+            kept = f"the last good checkpoint is {latest}" if os.path.exists(latest) else "no checkpoint was written"
+            raise DivergedError(f"training diverged: parameters became NaN or infinite ({bad[0]}) by step "
+                                f"{progress.step}; {kept}; try a lower --lr or --clip")
         val = evaluate(mcfg, params, val_ids, B, T, cfg.eval_chars) if len(val_ids) else None
         train_loss = window_loss / max(1, window_steps)
         cps = chars_per_step * window_steps / window_time if window_time > 0 else 0.0
         score = val if val is not None else train_loss
-        is_best = progress.best_val is None or score < progress.best_val
+        is_best = math.isfinite(score) and (progress.best_val is None or score < progress.best_val)
         if is_best:
             progress.best_val, progress.best_step = score, progress.step
         progress.history["val"].append([progress.step, val])
