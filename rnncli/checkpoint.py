@@ -15,9 +15,14 @@ over the target: a crash at any instant leaves either the old file or the new on
 from __future__ import annotations
 
 import json
+import lzma
+import math
 import os
+import struct
 import tempfile
+import time
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -54,6 +59,22 @@ def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
     return path
 
 
+def new_run_dir(out_dir: str, name: str) -> str:
+    """Create and return out_dir/name-<time>, adding -2, -3 ... when that folder exists
+    (two runs started in the same second never share a folder)."""
+    base = os.path.join(out_dir, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    path, n = base, 1
+    while True:
+        try:
+            os.makedirs(path, exist_ok=False)
+            return path
+        except FileExistsError:
+            n += 1
+            path = f"{base}-{n}"
+        except OSError as e:
+            raise CheckpointError(f"{out_dir}: cannot create the run folder ({e.strerror or e})") from None
+
+
 def _fsync_dir(directory: str) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -74,27 +95,44 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
+# What zipfile, zlib and the .npy header parser raise on damaged or hostile bytes.
+_UNREADABLE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, OverflowError,
+               RuntimeError, MemoryError, SyntaxError, struct.error, zlib.error, lzma.LZMAError,
+               zipfile.BadZipFile)
+_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
 def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Read every array and the metadata. Anything unexpected raises CheckpointError naming path.
 
-    Arrays are read eagerly, so a truncated or corrupted member fails here, not later.
+    The archive is read member by member with zipfile and numpy's .npy header parser, never with
+    pickle: every member must be one .npy array of numbers (meta: a JSON string) whose header
+    matches the bytes it holds, so a forged header cannot make us allocate more than the file
+    holds. Arrays are read eagerly and their CRCs checked, so damage fails here, not later.
     """
     name = os.path.basename(path) or path
     if os.path.isdir(path):
         raise CheckpointError(f"{name}: is a directory, not a checkpoint file")
-    if os.path.isfile(path) and not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{name}: not an .npz checkpoint (not a zip archive)")
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except ValueError as e:
-        if "allow_pickle" in str(e) or "pickle" in str(e).lower():
-            raise CheckpointError(f"{name}: contains pickled objects, which are refused "
-                                  f"(loading them could run code)") from None
-        raise CheckpointError(f"{name}: not a readable checkpoint ({_short(e)})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError, TypeError, MemoryError) as e:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if not zipfile.is_zipfile(path):
+            if head == b"PK\x03\x04":
+                raise CheckpointError(f"{name}: truncated or damaged (the zip archive has no directory "
+                                      f"at its end)")
+            raise CheckpointError(f"{name}: not an .npz checkpoint (not a zip archive)")
+        with zipfile.ZipFile(path) as zf:
+            arrays = {}
+            for info in zf.infolist():
+                key = _member_key(info.filename, name)
+                if key in arrays:
+                    raise CheckpointError(f"{name}: entry {key!r} appears twice")
+                arrays[key] = _read_member(zf, info, key, name)
+    except CheckpointError:
+        raise
+    except _UNREADABLE as e:
         raise CheckpointError(f"{name}: not a readable checkpoint ({_short(e)})") from None
     if "meta" not in arrays:
         raise CheckpointError(f"{name}: not an rnncli checkpoint (no 'meta' entry)")
@@ -103,21 +141,61 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
         raise CheckpointError(f"{name}: 'meta' is not a JSON string")
     try:
         meta = json.loads(str(raw))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise CheckpointError(f"{name}: 'meta' is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{name}: not an rnncli checkpoint")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{name}: checkpoint format version {meta.get('version')!r}; this "
+    version = meta.get("version")
+    if type(version) is not int or version != VERSION:
+        raise CheckpointError(f"{name}: checkpoint format version {version!r}; this "
                               f"rnncli reads version {VERSION}")
     if kind is not None and meta.get("kind") != kind:
         what = {"lm": "a language-model", "classifier": "a classifier"}
-        raise CheckpointError(f"{name}: is {what.get(meta.get('kind'), 'an unknown')} checkpoint, "
-                              f"expected {what.get(kind, kind)} checkpoint")
+        found = meta.get("kind")
+        found = what.get(found, "an unknown") if isinstance(found, str) else "an unknown"
+        raise CheckpointError(f"{name}: is {found} checkpoint, expected {what.get(kind, kind)} checkpoint")
     for key, a in arrays.items():
         if a.dtype.kind not in "fiu":
             raise CheckpointError(f"{name}: entry {key!r} has dtype {a.dtype}, expected numbers")
     return arrays, meta
+
+
+def _member_key(filename: str, name: str) -> str:
+    """np.savez names every member `<key>.npy`; anything else is not ours."""
+    if not filename.endswith(".npy") or len(filename) == 4:
+        raise CheckpointError(f"{name}: unexpected entry {filename!r} (not a numpy array)")
+    return filename[:-4]
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, name: str) -> np.ndarray:
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in _HEADERS:
+            raise CheckpointError(f"{name}: entry {key!r} uses .npy format version {version}, "
+                                  f"expected 1.0 or 2.0")
+        shape, fortran, dtype = _HEADERS[version](f)
+        if dtype.hasobject:
+            raise CheckpointError(f"{name}: contains pickled objects, which are refused "
+                                  f"(loading them could run code)")
+        if any(n < 0 for n in shape):
+            raise CheckpointError(f"{name}: entry {key!r} has a negative dimension {shape}")
+        count = math.prod(shape)
+        held = info.file_size - f.tell()
+        if count * dtype.itemsize != held:
+            raise CheckpointError(f"{name}: entry {key!r} declares {count * dtype.itemsize} bytes of "
+                                  f"data but holds {held}; truncated or forged")
+        flat = np.empty(count, dtype)
+        if flat.nbytes:
+            view = memoryview(flat.view(np.uint8))
+            done = 0
+            while done < flat.nbytes:
+                got = f.readinto(view[done:])
+                if not got:
+                    raise CheckpointError(f"{name}: entry {key!r} is truncated")
+                done += got
+        if f.read(1):  # also reaches the end, where zipfile checks the CRC
+            raise CheckpointError(f"{name}: entry {key!r} has bytes after its data")
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
 def _short(e: Exception) -> str:

@@ -245,7 +245,7 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    present = support > 0
+    present = (support > 0) | (predicted > 0)
     return {"accuracy": float(tp.sum() / max(1, len(y_true))),
             "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
             "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
@@ -320,6 +320,11 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     labels = tuple(sorted(set(data.labels)))
     if len(labels) < 2:
         raise CorpusError(f"{name}: only one class ({labels[0]!r}); a classifier needs at least two")
+    if test_path:  # a bad test file must fail now, not after the training it would throw away
+        test_data = read_labelled(test_path, cfg.on_decode_error, keep_empty=True)
+        if not any(label in labels for label in test_data.labels):
+            raise CorpusError(f"{os.path.basename(test_path)}: no lines with a label of {name} "
+                              f"({', '.join(labels)})")
     y_all = np.array([labels.index(l) for l in data.labels], np.int64)
     rng = np.random.default_rng(cfg.seed)
     train_idx, val_idx = stratified_split(y_all, cfg.val_fraction, rng)
@@ -401,14 +406,15 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     _, best_epoch, best_params, best_val = best
     for k in params:
         params[k][...] = best_params[k]  # early stopping: the best epoch's weights
+    run_dir = checkpoint.new_run_dir(out_dir, f"{os.path.splitext(name)[0]}-classifier")
+    extra = {"best_epoch": best_epoch, "history": history, "val": best_val, "info": info,
+             "data": os.path.abspath(data_path)}
+    path = save_classifier(os.path.join(run_dir, "best.npz"), clf, extra)
     test = None
-    if test_path:
+    if test_path:  # scored once, with the best weights, after they are safely saved
         test = evaluate_file(clf, test_path, cfg.on_decode_error)
+        save_classifier(path, clf, {**extra, "test": test})
     seconds = time.perf_counter() - started
-    run_dir = os.path.join(out_dir, f"{os.path.splitext(name)[0]}-classifier-{time.strftime('%Y%m%d-%H%M%S')}")
-    path = save_classifier(os.path.join(run_dir, "best.npz"), clf, {
-        "best_epoch": best_epoch, "history": history, "val": best_val, "test": test, "info": info,
-        "data": os.path.abspath(data_path)})
     return ClassifyResult(path, labels, best_epoch, epoch, seconds, best_val, test, info, history)
 
 
@@ -474,26 +480,31 @@ def gradcheck_rows(gcfg: GradcheckConfig, dropout: float) -> list:
 
     rows = []
     for cell in gcfg.cells:
-        for pooling in ("last", "mean", "max"):
-            rng = np.random.default_rng([gcfg.seed, 7, ("rnn", "lstm", "gru").index(cell), len(pooling)])
+        for p_index, pooling in enumerate(("last", "mean", "max")):
+            rng = np.random.default_rng([gcfg.seed, 7, ("rnn", "lstm", "gru").index(cell), p_index])
             cfg = ClassifyConfig(cell=cell, hidden_size=gcfg.hidden_size, num_layers=max(gcfg.layers),
                                  bidirectional=True, pooling=pooling, dense=(4, 3), dropout=dropout,
                                  embedding_size=max(1, gcfg.embedding_size), batch_size=3)
             n_classes, V = 3, gcfg.vocab_size
-            params = init_classifier(cfg, classifier_shapes(cfg, V, n_classes), rng, np.float64)
-            for name in params:  # zero biases would put ReLUs exactly on their kink
-                if name.endswith((".b", ".b_hn")):
-                    params[name][:] = rng.uniform(-0.5, 0.5, size=params[name].shape)
-            lengths = [gcfg.seq_len, max(1, gcfg.seq_len - 2), 1]
-            seqs = [rng.integers(2, V, size=n).astype(np.int32) for n in lengths]
-            ids, rev, lens = pad_batch(seqs)
-            y = rng.integers(0, n_classes, size=len(seqs)).astype(np.int32)
-            w = rng.uniform(0.5, 1.5, size=len(seqs))
-            w /= w.sum()
-            masks = draw_masks(cfg, ids.shape[0], ids.shape[1], rng, np.float64)
-            work = M.Workspace(np.float64)
-            grads = M.zeros_like_params(params)
-            loss_and_grads(cfg, params, grads, ids, rev, lens, y, w, work, masks)
+            # Redraw until every tensor receives some gradient: dead or dropped ReLUs can cut
+            # every path to the recurrent layers, and a check of zeros against zeros proves nothing.
+            for _attempt in range(50):
+                params = init_classifier(cfg, classifier_shapes(cfg, V, n_classes), rng, np.float64)
+                for name in params:
+                    if name.endswith((".b", ".b_hn")):  # zero biases would sit ReLUs on their kink
+                        params[name][:] = rng.uniform(-0.5, 0.5, size=params[name].shape)
+                lengths = [gcfg.seq_len, max(1, gcfg.seq_len - 2), 1]
+                seqs = [rng.integers(2, V, size=n).astype(np.int32) for n in lengths]
+                ids, rev, lens = pad_batch(seqs)
+                y = rng.integers(0, n_classes, size=len(seqs)).astype(np.int32)
+                w = rng.uniform(0.5, 1.5, size=len(seqs))
+                w /= w.sum()
+                masks = draw_masks(cfg, ids.shape[0], ids.shape[1], rng, np.float64)
+                work = M.Workspace(np.float64)
+                grads = M.zeros_like_params(params)
+                loss_and_grads(cfg, params, grads, ids, rev, lens, y, w, work, masks)
+                if all(np.abs(g).max() > 1e-6 for g in grads.values()):
+                    break
 
             def loss() -> float:
                 logits, _ = forward(cfg, params, ids, rev, lens, work, masks)

@@ -421,7 +421,7 @@ def classify_eval(checkpoint, test, on_decode_error):
 def classify_predict(checkpoint, texts, all_probs, labelled):
     """Label new texts, one per line, from a file or stdin (`-`).
 
-    Prints `label<TAB>probability` per input line (then `class=p` pairs with --all-probs).
+    Prints `label<TAB>probability` per input line (then TAB-separated `class=p` with --all-probs).
 
     \b
     Example:  echo "office hours and homework" | rnn classify predict best.npz
@@ -445,7 +445,7 @@ def classify_predict(checkpoint, texts, all_probs, labelled):
         k = int(p.argmax())
         row = f"{clf.labels[k]}\t{p[k]:.4f}"
         if all_probs:
-            row += "\t" + " ".join(f"{label}={q:.4f}" for label, q in zip(clf.labels, p))
+            row += "".join(f"\t{label}={q:.4f}" for label, q in zip(clf.labels, p))
         click.echo(row)
     if not lines:
         ui.notice("No input lines.")

@@ -16,8 +16,9 @@ import numpy as np
 
 from rnncli.errors import ConfigError, CorpusError
 
-BLOCK_BYTES = 1 << 24
+BLOCK_BYTES = 1 << 22
 BOM = "\ufeff"
+MAX_CODEPOINT = 0x10FFFF
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Vocab:
     chars: str
 
     def __post_init__(self):
+        if not isinstance(self.chars, str):
+            raise ConfigError(f"vocabulary must be a string of characters, not {type(self.chars).__name__}")
         if not self.chars:
             raise CorpusError("vocabulary is empty")
         if list(self.chars) != sorted(set(self.chars)):
@@ -140,34 +143,58 @@ def _id_dtype(vocab_size: int):
     return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32
 
 
+def _codes(block: str) -> np.ndarray:
+    return np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)
+
+
 def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None = None) -> Corpus:
     """Two streamed passes over the files, in order: collect the vocabulary (unless given),
     then encode. With a given vocabulary (resuming), characters outside it are an error.
+
+    Memory stays near one byte per character (uint8 ids) plus one block: the vocabulary pass
+    marks code points in a table instead of sorting blocks, the encoding pass looks ids up in a
+    table and writes them straight into an array sized from the files (a UTF-8 character takes
+    at least one byte), whose untouched tail is never paged in.
     """
     path = paths[0] if len(paths) == 1 else os.path.dirname(paths[0]) or "corpus"
     if vocab is None:
-        seen = set()
+        seen = np.zeros(MAX_CODEPOINT + 1, bool)
         for block in _blocks(paths, on_error):
-            seen.update(np.unique(np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)).tolist())
-        if not seen:
+            seen[_codes(block)] = True
+        if not seen.any():
             raise CorpusError(f"{_describe(path)}: the corpus is empty; give a file with some text")
-        vocab = Vocab("".join(chr(c) for c in sorted(seen)))
+        vocab = Vocab("".join(map(chr, np.flatnonzero(seen).tolist())))
     dtype = _id_dtype(vocab.size)
     cps = vocab.codepoints
-    parts = []
+    known = np.zeros(MAX_CODEPOINT + 1, bool)
+    known[cps] = True
+    lookup = np.zeros(MAX_CODEPOINT + 1, dtype)
+    lookup[cps] = np.arange(len(cps))
+    ids = np.empty(sum(_size(p) for p in paths), dtype)
+    n = 0
     for block in _blocks(paths, on_error):
-        codes = np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)
-        ids = np.searchsorted(cps, codes)
-        bad = (ids >= len(cps)) | (cps[np.minimum(ids, len(cps) - 1)] != codes)
+        codes = _codes(block)
+        bad = ~known[codes]
         if bad.any():
-            unknown = sorted({chr(c) for c in codes[bad][:1000]})
+            unknown = sorted({chr(c) for c in codes[bad][:1000].tolist()})
             raise CorpusError(f"{_describe(path)}: characters not in the model's vocabulary: "
                               f"{' '.join(map(repr, unknown[:20]))}")
-        parts.append(ids.astype(dtype))
-    ids = np.concatenate(parts) if parts else np.zeros(0, dtype)
-    if ids.size == 0:
+        if n + len(codes) > len(ids):  # the file grew while it was read
+            grown = np.empty(max(2 * len(ids), n + len(codes)), dtype)
+            grown[:n] = ids[:n]
+            ids = grown
+        np.take(lookup, codes, out=ids[n:n + len(codes)], mode="clip")  # "raise" would buffer a copy
+        n += len(codes)
+    if n == 0:
         raise CorpusError(f"{_describe(path)}: the corpus is empty; give a file with some text")
-    return Corpus(vocab, ids, list(paths))
+    return Corpus(vocab, ids[:n], list(paths))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def split_train_val(n: int, val_fraction: float) -> int:

@@ -121,16 +121,6 @@ def count_params(params: dict) -> int:
     return int(sum(p.size for p in params.values()))
 
 
-def _run_dir(cfg: TrainConfig, corpus_name: str) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(cfg.out_dir, f"{corpus_name}-{cfg.model.cell}-{stamp}")
-    path, n = base, 1
-    while os.path.exists(path):
-        n += 1
-        path = f"{base}-{n}"
-    return path
-
-
 @dataclass
 class _Progress:
     """Everything the loop carries from step to step; saved whole in every checkpoint."""
@@ -172,7 +162,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         opt = Optimizer(cfg.optim, params)
         progress = _Progress()
         name = os.path.splitext(os.path.basename(corpus_paths[0]))[0] if len(corpus_paths) == 1 else "corpus"
-        run_dir = _run_dir(cfg, name)
+        run_dir = checkpoint.new_run_dir(cfg.out_dir, f"{name}-{cfg.model.cell}")
         carried = None
 
     mcfg = cfg.model

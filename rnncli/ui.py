@@ -27,8 +27,9 @@ def gradcheck_table(result) -> Table:
                          ("checked", "right"), ("max rel err", "right"), ("", "left")):
         table.add_column(col, justify=justify)
     for r in result.rows:
+        err_text = "no signal" if r.max_rel_err != r.max_rel_err else f"{r.max_rel_err:.1e}"
         table.add_row(r.model, r.name, "×".join(map(str, r.shape)), str(r.checked),
-                      f"{r.max_rel_err:.1e}", "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
+                      err_text, "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
     return table
 
 

@@ -1,0 +1,522 @@
+#!/usr/bin/env python
+"""rnncli against PyTorch on the same CPU: the same models, data, optimizer and threads, measured
+side by side in one run. Writes benchmarks/results.json and regenerates benchmarks/RESULTS.md.
+
+    python benchmarks/compare_torch.py                       # the full run (a few minutes)
+    python benchmarks/compare_torch.py --quick --only c1     # smoke test
+
+Configurations (issue 5; vocabulary 65, embedding 64): c1 LSTM 1x128 B32 T64 · c2 LSTM 2x256
+B32 T64 · c3 LSTM 2x512 B64 T100 · c2-gru · c2-rnn · c2-sample (2,000 characters, batch 1).
+
+Method
+* Each framework runs in a worker process of its own, started fresh for each thread count, so
+  neither one's thread pools (PyTorch's OpenMP, the OpenBLAS pools, Numba) live in the other's
+  process, and each runs as a user would run it. The driver interleaves them, one repetition of
+  rnncli then one of PyTorch (A B A B ...), so a change in machine load hits both alike, with a
+  short pause between runs so the pool that just finished stops spinning before the other starts.
+* Training = forward + BPTT + global-norm clip (5) + Adam (lr 2e-3), float32, hidden state carried
+  across chunks (detached in PyTorch), the very same random token chunks in both frameworks.
+* Warm-up first; a repetition is whole steps lasting at least --min-rep-seconds; the median of
+  --reps repetitions each; the ratio is the median of the per-pair ratios rnncli/PyTorch.
+* Threads: rnncli.blas.set_threads(t) in the rnncli worker, torch.set_num_threads(t) in PyTorch's.
+* FLOPs from rnncli.bench.train_flops / sample_flops (matrix products only, 2·m·n·k); the peak is
+  the best float32 1024³ GEMM seen at that thread count, through rnncli's kernel path or torch.mm.
+* Loss curve: c1 on tiny Shakespeare, both frameworks from rnncli's initial weights and the same
+  chunks in the same order (PyTorch's second bias held at zero so the optimisation is the same).
+* Start-up: wall time of a fresh `rnn sample -n 200` process from a c2 checkpoint, with a warm
+  Numba cache (median) and with NUMBA_CACHE_DIR pointing at an empty directory (cold compile).
+
+PyTorch is optional: without it the script says so and measures rnncli alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import importlib.metadata
+import importlib.util
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+SIDES = ("rnncli", "torch")
+
+
+def bench_module():
+    from rnncli import bench
+
+    return bench
+
+
+def all_cases() -> dict:
+    B = bench_module().BenchCase
+    return {
+        "c1": B("c1", "lstm", 128, 1, batch=32, seq_len=64),
+        "c2": B("c2", "lstm", 256, 2, batch=32, seq_len=64),
+        "c3": B("c3", "lstm", 512, 2, batch=64, seq_len=100),
+        "c2-gru": B("c2-gru", "gru", 256, 2, batch=32, seq_len=64),
+        "c2-rnn": B("c2-rnn", "rnn", 256, 2, batch=32, seq_len=64),
+        "c2-sample": B("c2-sample", "lstm", 256, 2, batch=1, seq_len=0, task="sample", chars=2000),
+    }
+
+
+# Issue 5's targets: minimum ratio rnncli / PyTorch.
+TARGETS = {"c1": 2.0, "c2": 1.3, "c3": 1.1, "c2-gru": 1.3, "c2-rnn": 1.3, "c2-sample": 20.0}
+STARTUP_TARGETS = {"warm": 1.0, "cold": 15.0}  # seconds
+
+
+# ---------------------------------------------------------------- workers (one process per framework)
+
+def load_text_chunks(path: str, case, steps: int) -> tuple[list, int]:
+    """The first `steps` chunks of a text read as rnn train reads it (no validation split)."""
+    from rnncli.text import StreamBatches, load_corpus
+
+    corpus = load_corpus([path])
+    batches = StreamBatches(corpus.ids, case.batch, case.seq_len)
+    return [batches.chunk(k) for k in range(min(steps, batches.chunks))], corpus.vocab.size
+
+
+class RnncliWorker:
+    def __init__(self, threads: int):
+        from rnncli import blas
+
+        self.threads = threads
+        blas.set_threads(threads)
+        self.run = None
+
+    def peak(self) -> float:
+        return bench_module().matmul_peak_gflops(self.threads)
+
+    def prepare(self, case, seed: int, warmup: int) -> float:
+        b = bench_module()
+        self.run = b.make_run(case, seed)
+        return b.warm_up(self.run, warmup)
+
+    def rep(self, units: int) -> float:
+        return self.run.run(units)
+
+    def loss_curve(self, case, path: str, steps: int, seed: int) -> list[float]:
+        data, vocab_size = load_text_chunks(path, case, steps)
+        run = bench_module().TrainingRun(case, seed, vocab_size, data=data)
+        return [run.step() for _ in range(steps)]
+
+
+class TorchWorker:
+    def __init__(self, threads: int):
+        import torch
+
+        import torch_lm
+
+        torch.set_num_threads(threads)
+        self.lm = torch_lm
+        self.run = None
+
+    def peak(self) -> float:
+        return self.lm.matmul_peak_gflops()
+
+    def prepare(self, case, seed: int, warmup: int) -> float:
+        self.run = self.lm.make_run(case, seed)
+        return bench_module().warm_up(self.run, warmup)
+
+    def rep(self, units: int) -> float:
+        return self.run.run(units)
+
+    def loss_curve(self, case, path: str, steps: int, seed: int) -> list[float]:
+        data, vocab_size = load_text_chunks(path, case, steps)
+        params = bench_module().initial_params(case, vocab_size, seed)
+        run = self.lm.TorchTrainingRun(case, seed, vocab_size, data=data, params=params, single_bias=True)
+        return [run.step() for _ in range(steps)]
+
+
+def serve(conn, side: str, threads: int) -> None:
+    """Worker process main loop: requests (method, args) in, ("ok", value) or ("error", text) out."""
+    try:
+        worker = RnncliWorker(threads) if side == "rnncli" else TorchWorker(threads)
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+        return
+    conn.send(("ok", None))
+    while True:
+        request = conn.recv()
+        if request is None:
+            return
+        method, args = request
+        try:
+            conn.send(("ok", getattr(worker, method)(*args)))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+
+
+class Worker:
+    """The driver's handle on one worker process."""
+
+    def __init__(self, side: str, threads: int):
+        self.side = side
+        ctx = mp.get_context("spawn")  # a clean interpreter: no thread pool inherited from the driver
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=serve, args=(child, side, threads), daemon=True)
+        self.process.start()
+        self._answer()
+
+    def _answer(self):
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"{self.side} worker failed:\n{value}")
+        return value
+
+    def call(self, method: str, *args):
+        self.conn.send((method, args))
+        return self._answer()
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+# ---------------------------------------------------------------- measurements
+
+def compare_case(workers: dict, case, threads: int, peak: float, opts) -> dict:
+    """Warm both sides up, then interleave their repetitions; one result dict."""
+    b = bench_module()
+    units = {}
+    for side, w in workers.items():
+        per_unit = w.call("prepare", case, opts.seed, opts.warmup)
+        units[side] = b.units_per_rep(per_unit, opts.min_rep_seconds)
+    speeds = {side: [] for side in workers}
+    for _ in range(opts.reps):
+        for side, w in workers.items():
+            time.sleep(opts.pause)
+            seconds = w.call("rep", units[side])
+            speeds[side].append(units[side] * case.chars_per_unit / seconds)
+    result = {"name": case.name, "case": asdict(case), "threads": threads, "units_per_rep": units}
+    for side, s in speeds.items():
+        row = b.make_row(case, s, threads, peak)
+        result[side] = {"chars_per_sec": row.chars_per_sec, "gflops": row.gflops,
+                        "fraction_of_peak": row.fraction_of_peak, "reps": s}
+    if "torch" in speeds:
+        ratios = [r / t for r, t in zip(speeds["rnncli"], speeds["torch"])]
+        result["ratios"] = ratios
+        result["ratio"] = statistics.median(ratios)
+        result["target"] = TARGETS.get(case.name)
+        result["met"] = None if result["target"] is None else result["ratio"] >= result["target"]
+    return result
+
+
+def run_throughput(cases: list, sides: list[str], opts) -> tuple[list, dict]:
+    results, peaks = [], {}
+    for threads in opts.threads:
+        workers = {}
+        try:
+            for side in sides:
+                workers[side] = Worker(side, threads)
+            peaks[str(threads)] = {side: w.call("peak") for side, w in workers.items()}
+            peak = max(peaks[str(threads)].values())
+            say(f"threads={threads}: float32 GEMM peak " +
+                ", ".join(f"{s} {g:.0f}" for s, g in peaks[str(threads)].items()) + " GFLOP/s")
+            for case in cases:
+                r = compare_case(workers, case, threads, peak, opts)
+                results.append(r)
+                say(describe(r))
+        finally:
+            for w in workers.values():
+                w.close()
+    return results, peaks
+
+
+def run_loss_curve(sides: list[str], opts) -> dict | None:
+    if not SHAKESPEARE.is_file():
+        say(f"loss curve skipped: {SHAKESPEARE} not found")
+        return None
+    case = all_cases()["c1"]
+    threads = max(opts.threads)
+    curves = {}
+    for side in sides:
+        w = Worker(side, threads)
+        try:
+            curves[side] = w.call("loss_curve", case, str(SHAKESPEARE), opts.loss_steps, opts.seed)
+        finally:
+            w.close()
+    marks = [opts.loss_steps * k // 3 for k in (1, 2, 3)]
+    window = max(1, opts.loss_steps // 30)
+
+    def smoothed(curve, step):  # mean of the `window` steps ending at `step` (1-based)
+        return statistics.fmean(curve[max(0, step - window):step])
+
+    table = [{"step": 1, **{s: c[0] for s, c in curves.items()}}]
+    table += [{"step": m, **{s: smoothed(c, m) for s, c in curves.items()}} for m in marks]
+    out = {"case": asdict(case), "corpus": SHAKESPEARE.name, "threads": threads, "window": window,
+           "table": table, "curves": curves}
+    for row in table:
+        say(f"loss at step {row['step']}: " + ", ".join(f"{s} {row[s]:.4f}" for s in curves))
+    return out
+
+
+def rnn_command() -> list[str]:
+    script = Path(sys.executable).with_name("rnn")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rnncli"]
+
+
+def make_checkpoint(directory: str, seed: int = 0) -> str:
+    """A c2 language-model checkpoint (freshly initialised weights: start-up does not depend on
+    training), with tiny Shakespeare's vocabulary when it is there."""
+    from rnncli import checkpoint
+
+    b = bench_module()
+    case = all_cases()["c2"]
+    if SHAKESPEARE.is_file():
+        from rnncli.text import load_corpus
+
+        chars = load_corpus([str(SHAKESPEARE)]).vocab.chars
+    else:
+        chars = "".join(chr(32 + k) for k in range(b.VOCAB_SIZE))
+    params = b.initial_params(case, len(chars), seed)
+    path = os.path.join(directory, "c2.npz")
+    checkpoint.save(path, {f"param/{k}": v for k, v in params.items()},
+                    {"kind": "lm", "model": asdict(case.model_config()), "vocab": chars})
+    return path
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}")
+    return seconds, proc
+
+
+def run_startup(opts) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = make_checkpoint(tmp, opts.seed)
+        cmd = rnn_command() + ["sample", "-n", "200", "--seed", "0", ckpt]
+        timed(cmd)  # fills (or refreshes) the normal cache
+        warm = [timed(cmd)[0] for _ in range(opts.startup_reps)]
+        cold_dir = os.path.join(tmp, "numba-cache")
+        os.mkdir(cold_dir)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cold_dir)
+        cold, proc = timed(cmd, env)
+        # Numba honours NUMBA_CACHE_DIR for cache=True functions if their index files land there.
+        index_files = glob.glob(os.path.join(cold_dir, "**", "*.nbi"), recursive=True)
+        rewarmed, _ = timed(cmd, env)
+    out = {"command": "rnn sample -n 200 --seed 0 <c2 checkpoint>",
+           "warm_seconds": statistics.median(warm), "warm_reps": warm,
+           "cold_seconds": cold, "cold_then_warm_seconds": rewarmed,
+           "numba_cache_dir_honoured": bool(index_files), "cold_cache_index_files": len(index_files),
+           "said_compiling": "compil" in proc.stderr.lower(),
+           "targets": STARTUP_TARGETS}
+    say(f"start-up: warm {out['warm_seconds']:.2f} s (median of {len(warm)}), cold {cold:.2f} s "
+        f"({len(index_files)} cache index files written to NUMBA_CACHE_DIR; CLI said compiling: "
+        f"{out['said_compiling']}), then warm again {rewarmed:.2f} s")
+    return out
+
+
+# ---------------------------------------------------------------- machine, report
+
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in lscpu.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        flags = []
+    isa = [x for x in ("avx2", "fma", "avx512f") if x in flags]
+    return {"cpu": model, "cores": os.cpu_count(), "isa": isa, "platform": platform.platform()}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "numba", "scipy", "torch", "rnncli"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def describe(r: dict) -> str:
+    c = r["case"]
+    text = f"{r['name']:<10} threads={r['threads']}  rnncli {r['rnncli']['chars_per_sec']:>10,.0f} chars/s"
+    if "torch" in r:
+        text += f"  torch {r['torch']['chars_per_sec']:>10,.0f} chars/s  ratio {r['ratio']:.2f}x"
+        if r.get("target"):
+            text += f" (target {r['target']:g}x: {'met' if r['met'] else 'NOT met'})"
+    return text + f"  [{c['cell']} {c['layers']}x{c['hidden']}]"
+
+
+def case_label(c: dict) -> str:
+    if c["task"] == "sample":
+        return f"{c['name']}: sample {c['chars']:,} chars, {c['cell'].upper()} {c['layers']}x{c['hidden']}, batch 1"
+    return (f"{c['name']}: {c['cell'].upper()} {c['layers']}x{c['hidden']}, B{c['batch']} "
+            f"T{c['seq_len']} E{c['embedding']}")
+
+
+def fmt(x, spec: str, missing: str = "–") -> str:
+    return missing if x is None else format(x, spec)
+
+
+def render_markdown(res: dict) -> str:
+    m, v, s = res["machine"], res["versions"], res["settings"]
+    lines = ["# rnncli vs PyTorch on this CPU", "",
+             f"Generated by `benchmarks/compare_torch.py` on {res['date']}. Do not edit by hand.", ""]
+    if s["quick"] or s["only"]:
+        lines += [f"> **Partial run** (quick={s['quick']}, only={s['only'] or 'all'}): a smoke test, "
+                  "not numbers to judge the targets by.", ""]
+    lines += [f"- Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['isa']) or 'no AVX'}); {m['platform']}",
+              "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) +
+              ("" if v.get("torch") else " (PyTorch not installed)"),
+              f"- Method: each framework in its own process, interleaved A B A B after a warm-up; "
+              f"median of {s['reps']} repetitions of at least {s['min_rep_seconds']:g} s each; "
+              f"ratio = median of paired ratios rnncli/PyTorch. Training = forward + BPTT + clip + "
+              f"Adam, float32, state carried across chunks, the same random chunks, vocabulary 65. "
+              f"GFLOP/s counts matrix products only (rnncli.bench.train_flops); % of peak is against "
+              f"the best float32 GEMM at that thread count.", ""]
+    lines += ["## Throughput", "",
+              "| configuration | threads | rnncli chars/s | torch chars/s | ratio | target (≥) | met "
+              "| rnncli GFLOP/s | rnncli % of peak | torch GFLOP/s | torch % of peak |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: |"]
+    for r in res["throughput"]:
+        t = r.get("torch")
+        met = "" if r.get("met") is None else ("yes" if r["met"] else "**no**")
+        lines.append(
+            f"| {case_label(r['case'])} | {r['threads']} | {r['rnncli']['chars_per_sec']:,.0f} "
+            f"| {fmt(t and t['chars_per_sec'], ',.0f')} | {fmt(r.get('ratio'), '.2f')}"
+            f"{'x' if r.get('ratio') is not None else ''} | {fmt(r.get('target'), 'g', '')}{'x' if r.get('target') else ''} | {met} "
+            f"| {r['rnncli']['gflops']:.1f} | {100 * r['rnncli']['fraction_of_peak']:.0f}% "
+            f"| {fmt(t and t['gflops'], '.1f')} | {fmt(t and 100 * t['fraction_of_peak'], '.0f')}"
+            f"{'%' if t else ''} |")
+    lines += ["", "## float32 GEMM peak (1024³, best of 10)", "",
+              "| threads | rnncli kernel path (np.dot in @njit, SciPy OpenBLAS) | torch.mm |",
+              "| ---: | ---: | ---: |"]
+    for threads, p in res["peak_gflops"].items():
+        lines.append(f"| {threads} | {p['rnncli']:.0f} GFLOP/s | {fmt(p.get('torch'), '.0f')}"
+                     f"{' GFLOP/s' if p.get('torch') else ''} |")
+    lc = res.get("loss_curve")
+    if lc:
+        sides = [k for k in SIDES if k in lc["curves"]]
+        lines += ["", f"## Loss curve (c1 on {lc['corpus']}, {lc['threads']} threads)", "",
+                  "Both from rnncli's initial weights, the same chunks in the same order, Adam lr 2e-3, "
+                  "clip 5; nats/char. Step 1 is the initial loss" +
+                  (f"; later steps are the mean of the {lc['window']} steps ending there." if lc["window"] > 1
+                   else "."), "",
+                  "| step | " + " | ".join(f"{k} loss" for k in sides) + " |",
+                  "| ---: | " + " | ".join("---:" for _ in sides) + " |"]
+        for row in lc["table"]:
+            lines.append(f"| {row['step']} | " + " | ".join(f"{row[k]:.4f}" for k in sides) + " |")
+    st = res.get("startup")
+    if st:
+        lines += ["", "## Start-up", "",
+                  f"`{st['command']}` in a fresh process, wall time.", "",
+                  "| cache | seconds | target |", "| --- | ---: | ---: |",
+                  f"| warm (median of {len(st['warm_reps'])}) | {st['warm_seconds']:.2f} | < {st['targets']['warm']:g} |",
+                  f"| cold: NUMBA_CACHE_DIR empty, compiles | {st['cold_seconds']:.2f} | < {st['targets']['cold']:g} |",
+                  f"| same NUMBA_CACHE_DIR, next run | {st['cold_then_warm_seconds']:.2f} | |", "",
+                  f"Numba honoured NUMBA_CACHE_DIR: {'yes' if st['numba_cache_dir_honoured'] else '**no**'} "
+                  f"({st['cold_cache_index_files']} index files written there). "
+                  f"The CLI said it was compiling: {'yes' if st['said_compiling'] else '**no**'}."]
+    return "\n".join(lines) + "\n"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer and shorter repetitions, a short loss curve (smoke test)")
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts [1,2]")
+    p.add_argument("--reps", type=int, default=None, help="repetitions per framework and case [5; 2 with --quick]")
+    p.add_argument("--only", default="", help="comma-separated configurations, e.g. c1,c2 [all: " +
+                   ",".join(TARGETS) + "]")
+    p.add_argument("--skip", default="", help="comma-separated parts to leave out: loss, startup")
+    p.add_argument("--min-rep-seconds", type=float, default=None, help="shortest repetition [1.0; 0.1 with --quick]")
+    p.add_argument("--warmup", type=int, default=None, help="untimed units before timing [3; 1 with --quick]")
+    p.add_argument("--pause", type=float, default=0.25, help="seconds between runs, so thread pools go idle [0.25]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-torch", action="store_true", help="measure rnncli only")
+    p.add_argument("--out", default=str(HERE), help="directory for results.json and RESULTS.md [benchmarks/]")
+    p.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from the results.json in --out")
+    opts = p.parse_args(argv)
+    opts.threads = [int(t) for t in opts.threads.split(",") if t.strip()]
+    if not opts.threads or min(opts.threads) < 1:
+        p.error("--threads: give positive thread counts, e.g. 1,2")
+    opts.only = [n.strip() for n in opts.only.split(",") if n.strip()]
+    unknown = sorted(set(opts.only) - set(TARGETS))
+    if unknown:
+        p.error(f"--only: unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+    opts.skip = {n.strip() for n in opts.skip.split(",") if n.strip()}
+    if opts.skip - {"loss", "startup"}:
+        p.error("--skip: choose from loss, startup")
+    quick = opts.quick
+    opts.reps = opts.reps or (2 if quick else 5)
+    opts.min_rep_seconds = opts.min_rep_seconds if opts.min_rep_seconds is not None else (0.1 if quick else 1.0)
+    opts.warmup = opts.warmup if opts.warmup is not None else (1 if quick else 3)
+    opts.loss_steps = 30 if quick else 300
+    opts.startup_reps = 2 if quick else 5
+    return opts
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    out = Path(opts.out)
+    if opts.render:
+        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        (out / "RESULTS.md").write_text(render_markdown(results), encoding="utf-8")
+        say(f"wrote {out / 'RESULTS.md'} from {out / 'results.json'}")
+        return 0
+    sides = ["rnncli"]
+    if opts.no_torch:
+        say("--no-torch: measuring rnncli only")
+    elif importlib.util.find_spec("torch") is None:
+        say("PyTorch is not installed (pip install torch==2.13.0 into this venv to compare); "
+            "measuring rnncli only")
+    else:
+        sides.append("torch")
+    cases = [c for name, c in all_cases().items() if not opts.only or name in opts.only]
+    started = time.perf_counter()
+    throughput, peaks = run_throughput(cases, sides, opts)
+    loss = None if "loss" in opts.skip else run_loss_curve(sides, opts)
+    startup = None if "startup" in opts.skip else run_startup(opts)
+    results = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(), "versions": versions(),
+        "settings": {"quick": opts.quick, "only": opts.only, "threads": opts.threads, "reps": opts.reps,
+                     "warmup": opts.warmup, "min_rep_seconds": opts.min_rep_seconds, "pause": opts.pause,
+                     "seed": opts.seed, "frameworks": sides},
+        "peak_gflops": peaks, "throughput": throughput, "loss_curve": loss, "startup": startup,
+        "seconds": time.perf_counter() - started,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (out / "RESULTS.md").write_text(render_markdown(results), encoding="utf-8")
+    say(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'} ({results['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

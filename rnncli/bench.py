@@ -1,0 +1,323 @@
+"""Throughput of training and sampling, and the machine's matrix-multiply peak, measured through
+the engine's public API. `rnn bench` reports these; benchmarks/compare_torch.py times the same
+runs side by side with PyTorch.
+
+What is measured
+* Training chars/s = B·T characters per step / seconds per step. A step is what `rnn train` does
+  with one chunk: zero the gradients, forward + BPTT (model.lm_loss_and_grads), global-norm
+  clipping (optim.clip_global_norm), an Adam update (optim.Optimizer); float32; the hidden state
+  carried from chunk to chunk. The tokens are random ids of a 65-character vocabulary (tiny
+  Shakespeare's): the work of a step does not depend on their values.
+* Sampling chars/s = characters / seconds of sample.Generator.stream at batch 1, temperature 1,
+  decoding included (what `rnn sample` does per character).
+* Every measurement warms up first (JIT compile or cache load, first touch of the buffers, BLAS
+  threads waking), then takes `reps` repetitions and reports their median. A repetition runs
+  whole steps for at least `min_rep_seconds`, so a short step is not lost in timer noise.
+
+FLOP convention (train_flops, sample_flops): only matrix products count, 2·m·n·k per product of
+(m, k) by (k, n); elementwise gate math, softmax, clipping and Adam are left out, and so are
+gathers (embedding lookups, one-hot inputs), which do no multiply-adds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnncli import blas
+from rnncli import model as M
+from rnncli.config import ModelConfig, OptimConfig
+from rnncli.errors import ConfigError
+from rnncli.kernels import linear as k_lin
+from rnncli.optim import Optimizer, clip_global_norm
+from rnncli.sample import Generator, LanguageModel
+from rnncli.text import StreamBatches, Vocab
+
+VOCAB_SIZE = 65  # tiny Shakespeare's character set
+DTYPE = np.float32
+TASKS = ("train", "sample")
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One configuration to measure. For task "sample", batch is 1 and `chars` characters are
+    drawn per call; seq_len is not used."""
+
+    name: str
+    cell: str = "lstm"
+    hidden: int = 256
+    layers: int = 2
+    batch: int = 32
+    seq_len: int = 64
+    embedding: int = 64
+    task: str = "train"
+    chars: int = 2000
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(cell=self.cell, hidden_size=self.hidden, num_layers=self.layers,
+                           embedding_size=self.embedding).validate()
+
+    @property
+    def chars_per_unit(self) -> int:
+        """Characters processed by one timed unit: a training step, or one sample."""
+        return self.batch * self.seq_len if self.task == "train" else self.chars
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """The result for one case. For sampling rows batch is 1 and seq_len 0."""
+
+    name: str
+    cell: str
+    hidden: int
+    layers: int
+    batch: int
+    seq_len: int
+    chars_per_sec: float  # median over the repetitions
+    gflops: float  # model FLOPs (see module docstring) per second, at the median speed
+    fraction_of_peak: float  # gflops / the machine's float32 GEMM peak at the same threads
+    task: str = "train"
+    threads: int = 1
+    embedding: int = 64
+    reps: tuple = ()  # chars/s of each repetition, in the order measured
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    threads: int
+    peak_gflops: float
+    rows: list = field(default_factory=list)
+
+
+def default_configs() -> list[BenchCase]:
+    """The standard sizes of `rnn bench`: together well under a minute on two cores."""
+    return [
+        BenchCase("lstm-1x128", "lstm", 128, 1),
+        BenchCase("lstm-2x256", "lstm", 256, 2),
+        BenchCase("gru-2x256", "gru", 256, 2),
+        BenchCase("rnn-2x256", "rnn", 256, 2),
+        BenchCase("sample-lstm-2x256", "lstm", 256, 2, batch=1, seq_len=0, task="sample"),
+    ]
+
+
+def resolved_threads(threads: int) -> int:
+    """0 means all cores, as in blas.set_threads."""
+    return threads or os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- FLOP counts
+
+def _gemm_input_widths(cfg: ModelConfig) -> list[int]:
+    """Width D_k of each layer's input as a GEMM operand: E for layer 0 (0 for one-hot input,
+    where W_xh x_t is a column gather), H above it."""
+    return [cfg.embedding_size] + [cfg.hidden_size] * (cfg.num_layers - 1)
+
+
+def forward_flops(cfg: ModelConfig, B: int, T: int, V: int) -> int:
+    """Matrix-product FLOPs of one forward pass over T steps of B streams.
+
+    Per layer k with input width D_k and G gate blocks, over N = T·B rows:
+        input projection  (N, D_k) @ (D_k, G·H)   2·N·D_k·G·H
+        recurrent product (B, H) @ (H, G·H), T×   2·N·H·G·H
+    and the output projection (N, H) @ (H, V):    2·N·H·V
+    """
+    N, H, GH = T * B, cfg.hidden_size, cfg.gates * cfg.hidden_size
+    flops = sum(2 * N * D * GH + 2 * N * H * GH for D in _gemm_input_widths(cfg))
+    return flops + 2 * N * H * V
+
+
+def train_flops(cfg: ModelConfig, B: int, T: int, V: int) -> int:
+    """Matrix-product FLOPs of one training step (forward + backward), 2·m·n·k per GEMM.
+
+    Each forward product Y = X W has two backward products of the same size: dX = dY Wᵀ (the
+    gradient sent down, or back in time) and dW = Xᵀ dY (summed over the N = T·B rows). So a
+    step is 3× forward_flops: the input projections, the recurrent products, the output
+    projection, each once forward and twice backward. Layer 0 with one-hot input counts 0 in all
+    three (a gather forward, a scatter backward). The backward recurrent product runs at every
+    step including t = 0 (the gradient at the carried state), T per layer.
+    """
+    return 3 * forward_flops(cfg, B, T, V)
+
+
+def sample_flops(cfg: ModelConfig, V: int) -> int:
+    """Matrix-vector FLOPs per sampled character at batch 1: layer 0's input projection is a
+    table lookup (embedding folded in), then per layer the recurrent product, for layers above
+    0 the input product, and the output projection."""
+    H, GH, L = cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.num_layers
+    recurrent = L * 2 * GH * H
+    inputs_above = (L - 1) * 2 * GH * H
+    return recurrent + inputs_above + 2 * H * V
+
+
+def case_flops_per_unit(case: BenchCase, vocab_size: int = VOCAB_SIZE) -> int:
+    """FLOPs of one timed unit of a case: one training step, or one sample of case.chars."""
+    cfg = case.model_config()
+    if case.task == "train":
+        return train_flops(cfg, case.batch, case.seq_len, vocab_size)
+    return sample_flops(cfg, vocab_size) * case.chars
+
+
+# ---------------------------------------------------------------- the machine's peak
+
+def matmul_peak_gflops(threads: int = 0, n: int = 1024, reps: int = 10, seed: int = 0) -> float:
+    """float32 GEMM GFLOP/s of an (n, n) @ (n, n) product through the engine's own kernel path
+    (np.dot inside @njit, i.e. SciPy's OpenBLAS), with the thread policy of blas.set_threads.
+    A peak is what the machine can do at best, so this is the best of `reps` after a warm-up."""
+    blas.set_threads(threads)
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, n), dtype=DTYPE)
+    Bm = rng.standard_normal((n, n), dtype=DTYPE)
+    C = np.empty((n, n), DTYPE)
+    # linear_input_grad is exactly C = A @ B with C preallocated: a plain GEMM, no extra kernel.
+    k_lin.linear_input_grad(A, Bm, C)
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        k_lin.linear_input_grad(A, Bm, C)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+# ---------------------------------------------------------------- runs
+
+def initial_params(case: BenchCase, vocab_size: int = VOCAB_SIZE, seed: int = 0) -> dict:
+    """The model's seeded initialisation (float32): what both frameworks start from."""
+    cfg = case.model_config()
+    return M.init_params(cfg, M.lm_shapes(cfg, vocab_size), np.random.default_rng(seed), DTYPE)
+
+
+def random_chunks(case: BenchCase, vocab_size: int = VOCAB_SIZE, seed: int = 0,
+                  count: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` consecutive chunks (inputs, targets), each (T, B) int32, of a random id stream read
+    as B side-by-side streams, the same way `rnn train` reads text (so the carried state really
+    continues the stream). The PyTorch comparison feeds the very same chunks."""
+    B, T = case.batch, case.seq_len
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab_size, size=B * T * count + 1, dtype=np.int32)
+    batches = StreamBatches(ids, B, T)
+    return [batches.chunk(k) for k in range(batches.chunks)]
+
+
+class TrainingRun:
+    """A model, its optimizer, gradients, workspace and data, ready to take training steps.
+
+    data: chunks (inputs, targets) to cycle through in order, default random_chunks(case);
+    params: initial parameters (float32 after the model's own check), default a seeded init.
+    """
+
+    def __init__(self, case: BenchCase, seed: int = 0, vocab_size: int = VOCAB_SIZE,
+                 data: list | None = None, params: dict | None = None, optim: OptimConfig | None = None):
+        self.case = case
+        self.cfg = case.model_config()
+        shapes = M.lm_shapes(self.cfg, vocab_size)
+        if params is None:
+            params = initial_params(case, vocab_size, seed)
+        self.params = M.check_params(params, shapes, DTYPE)
+        self.grads = M.zeros_like_params(self.params)
+        self.optim = (optim or OptimConfig()).validate()
+        self.opt = Optimizer(self.optim, self.params)
+        self.work = M.Workspace(DTYPE)
+        self.state = M.zero_state(self.cfg, case.batch, DTYPE)
+        self.data = data if data is not None else random_chunks(case, vocab_size, seed)
+        self.position = 0
+
+    def step(self) -> float:
+        """One training step on the next chunk; returns its loss (nats/char, before the update)."""
+        inputs, targets = self.data[self.position % len(self.data)]
+        self.position += 1
+        for g in self.grads.values():
+            g.fill(0)
+        loss, self.state = M.lm_loss_and_grads(self.cfg, self.params, self.grads, inputs, targets,
+                                               self.state, self.work)
+        clip_global_norm(self.grads, self.optim.clip)
+        self.opt.step(self.params, self.grads, self.optim.lr)
+        return loss
+
+    def run(self, steps: int) -> float:
+        """Seconds taken by `steps` training steps."""
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        return time.perf_counter() - t0
+
+
+class SamplingRun:
+    """A Generator on a freshly initialised model of the case's size, batch 1."""
+
+    def __init__(self, case: BenchCase, seed: int = 0, vocab_size: int = VOCAB_SIZE):
+        self.case = case
+        cfg = case.model_config()
+        params = initial_params(case, vocab_size, seed)
+        vocab = Vocab("".join(chr(32 + k) for k in range(vocab_size)))  # printable, sorted
+        self.generator = Generator(LanguageModel(cfg, vocab, params, {}))
+        self.rng = np.random.default_rng(seed)
+        self.prime = np.array([0], np.int32)
+
+    def run(self, samples: int = 1) -> float:
+        """Seconds taken to draw `samples` texts of case.chars characters each (state reset per text)."""
+        t0 = time.perf_counter()
+        for _ in range(samples):
+            for _piece in self.generator.stream(self.prime, self.case.chars, 1.0, 0, self.rng):
+                pass
+        return time.perf_counter() - t0
+
+
+def make_run(case: BenchCase, seed: int = 0):
+    if case.task not in TASKS:
+        raise ConfigError(f"bench: task {case.task!r} is not one of {', '.join(TASKS)}")
+    return TrainingRun(case, seed) if case.task == "train" else SamplingRun(case, seed)
+
+
+def warm_up(run, warmup: int = 2) -> float:
+    """Run `warmup` units untimed, then time single units; returns the best seconds per unit,
+    from which a repetition's length is chosen."""
+    run.run(max(1, warmup))
+    return min(run.run(1) for _ in range(2))
+
+
+def units_per_rep(seconds_per_unit: float, min_rep_seconds: float) -> int:
+    return max(1, math.ceil(min_rep_seconds / max(seconds_per_unit, 1e-9)))
+
+
+def measure(case: BenchCase, reps: int = 5, warmup: int = 2, min_rep_seconds: float = 0.3,
+            seed: int = 0) -> list[float]:
+    """chars/s of each of `reps` repetitions of a case, after the warm-up."""
+    run = make_run(case, seed)
+    units = units_per_rep(warm_up(run, warmup), min_rep_seconds)
+    return [units * case.chars_per_unit / run.run(units) for _ in range(reps)]
+
+
+def make_row(case: BenchCase, speeds: list[float], threads: int, peak_gflops: float,
+             vocab_size: int = VOCAB_SIZE) -> BenchRow:
+    """A result row from per-repetition chars/s: median speed, model GFLOP/s, fraction of peak."""
+    cps = statistics.median(speeds)
+    gflops = case_flops_per_unit(case, vocab_size) / case.chars_per_unit * cps / 1e9
+    sampling = case.task == "sample"
+    return BenchRow(case.name, case.cell, case.hidden, case.layers, 1 if sampling else case.batch,
+                    0 if sampling else case.seq_len, cps, gflops,
+                    gflops / peak_gflops if peak_gflops > 0 else float("nan"),
+                    task=case.task, threads=threads, embedding=case.embedding, reps=tuple(speeds))
+
+
+def run_benchmarks(cases: list[BenchCase] | None = None, threads: int = 0, reps: int = 5,
+                   warmup: int = 2, min_rep_seconds: float = 0.3, on_row=None) -> BenchReport:
+    """Measure the GEMM peak and each case at the given thread count (0 = all cores).
+
+    on_row(row) is called as each case finishes (default: nothing), for progress display.
+    """
+    cases = default_configs() if cases is None else cases
+    blas.set_threads(threads)
+    n_threads = resolved_threads(threads)
+    peak = matmul_peak_gflops(threads)
+    rows = []
+    for case in cases:
+        row = make_row(case, measure(case, reps, warmup, min_rep_seconds), n_threads, peak)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return BenchReport(n_threads, peak, rows)

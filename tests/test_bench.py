@@ -1,0 +1,120 @@
+"""rnncli.bench: the FLOP counts against a hand count, and the measuring functions on tiny
+models. No timing assertions: speed lives in benchmarks/, these only check that the numbers are
+well formed."""
+
+import math
+
+import numpy as np
+import pytest
+
+from rnncli import bench
+from rnncli.config import ModelConfig
+
+
+def gemm(m, k, n):
+    """FLOPs of an (m, k) @ (k, n) product: m·n dot products of length k, a multiply and an add each."""
+    return 2 * m * k * n
+
+
+def test_train_flops_matches_a_hand_count_for_a_tiny_lstm():
+    cfg = ModelConfig(cell="lstm", hidden_size=3, num_layers=2, embedding_size=2)
+    B, T, V = 2, 4, 5
+    N, H, E, GH = T * B, 3, 2, 4 * 3
+    forward = [
+        gemm(N, E, GH),  # layer 0 input projection, all steps at once
+        T * gemm(B, H, GH),  # layer 0 recurrent product, one per step
+        gemm(N, H, GH),  # layer 1 input projection
+        T * gemm(B, H, GH),  # layer 1 recurrent product
+        gemm(N, H, V),  # output projection
+    ]
+    backward = [
+        gemm(N, GH, E), gemm(GH, N, E),  # layer 0: dX = dA W_xh, dW_xh = dAᵀ X
+        T * gemm(B, GH, H), gemm(GH, N, H),  # layer 0: dh_prev = da W_hh per step, dW_hh
+        gemm(N, GH, H), gemm(GH, N, H),  # layer 1: input gradient, dW_xh
+        T * gemm(B, GH, H), gemm(GH, N, H),  # layer 1: dh_prev per step, dW_hh
+        gemm(N, V, H), gemm(V, N, H),  # output: d_top = dY W_hy, dW_hy = dYᵀ top
+    ]
+    assert bench.forward_flops(cfg, B, T, V) == sum(forward)
+    assert bench.train_flops(cfg, B, T, V) == sum(forward) + sum(backward)
+
+
+def test_one_hot_input_costs_no_input_gemm():
+    """With embedding size 0, W_xh x_t is a column gather: layer 0 has only its recurrent products."""
+    cfg = ModelConfig(cell="gru", hidden_size=4, num_layers=1, embedding_size=0)
+    B, T, V = 3, 2, 6
+    N, H, GH = T * B, 4, 3 * 4
+    forward = T * gemm(B, H, GH) + gemm(N, H, V)
+    assert bench.train_flops(cfg, B, T, V) == 3 * forward
+
+
+def test_sample_flops_per_character():
+    cfg = ModelConfig(cell="lstm", hidden_size=4, num_layers=2, embedding_size=3)
+    H, GH, V = 4, 16, 7
+    # layer 0 input is a table lookup; layer 1 has an input product; both have a recurrent one
+    expected = gemm(1, H, GH) + gemm(1, H, GH) + gemm(1, H, GH) + gemm(1, H, V)
+    assert bench.sample_flops(cfg, V) == expected
+
+
+TINY = bench.BenchCase("tiny", "lstm", hidden=4, layers=2, batch=2, seq_len=3, embedding=3)
+TINY_SAMPLE = bench.BenchCase("tiny-sample", "gru", hidden=4, layers=2, batch=1, seq_len=0,
+                              embedding=3, task="sample", chars=20)
+
+
+def positive_finite(x) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+@pytest.mark.parametrize("case", [TINY, TINY_SAMPLE, bench.BenchCase("tiny-rnn", "rnn", 4, 1, 2, 3, 3)],
+                         ids=lambda c: c.name)
+def test_measure_returns_positive_finite_speeds(case):
+    speeds = bench.measure(case, reps=2, warmup=1, min_rep_seconds=0.0)
+    assert len(speeds) == 2 and all(positive_finite(s) for s in speeds)
+
+
+def test_matmul_peak_is_positive_and_finite():
+    assert positive_finite(bench.matmul_peak_gflops(threads=1, n=32, reps=2))
+
+
+def test_run_benchmarks_rows():
+    seen = []
+    report = bench.run_benchmarks([TINY, TINY_SAMPLE], threads=1, reps=2, warmup=1,
+                                  min_rep_seconds=0.0, on_row=seen.append)
+    assert report.threads == 1 and positive_finite(report.peak_gflops)
+    assert [r.name for r in report.rows] == ["tiny", "tiny-sample"] and seen == report.rows
+    for row in report.rows:
+        assert all(positive_finite(x) for x in (row.chars_per_sec, row.gflops, row.fraction_of_peak))
+        assert row.fraction_of_peak == pytest.approx(row.gflops / report.peak_gflops)
+        assert row.chars_per_sec == pytest.approx(float(np.median(row.reps)))
+    train, sample = report.rows
+    assert (train.batch, train.seq_len, train.task) == (2, 3, "train")
+    assert (sample.batch, sample.seq_len, sample.task) == (1, 0, "sample")
+
+
+def test_random_chunks_continue_one_stream():
+    """The carried state is only meaningful if chunk k+1 continues chunk k, stream by stream."""
+    chunks = bench.random_chunks(TINY, vocab_size=11, seed=3, count=4)
+    assert len(chunks) == 4
+    for (inputs, targets), (next_inputs, _) in zip(chunks, chunks[1:]):
+        assert inputs.shape == targets.shape == (TINY.seq_len, TINY.batch) and inputs.dtype == np.int32
+        np.testing.assert_array_equal(inputs[1:], targets[:-1])
+        np.testing.assert_array_equal(next_inputs[0], targets[-1])
+    assert all(0 <= x.min() and x.max() < 11 for c in chunks for x in c)
+
+
+def test_training_run_carries_the_state():
+    run = bench.TrainingRun(TINY)
+    assert not run.state.any()
+    first = run.step()
+    carried = run.state.copy()
+    assert carried.any() and positive_finite(first)
+    run.step()
+    assert not np.array_equal(run.state, carried)
+
+
+def test_default_configs_cover_training_and_sampling():
+    cases = bench.default_configs()
+    assert len({c.name for c in cases}) == len(cases)
+    assert {c.task for c in cases} == {"train", "sample"}
+    assert {c.cell for c in cases} == {"rnn", "lstm", "gru"}
+    for c in cases:
+        c.model_config()  # valid sizes
