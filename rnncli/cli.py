@@ -44,6 +44,7 @@ def main(ctx, debug):
     rnn sample --temp 0.8       write text with the best model of the last run
     rnn gradcheck               check every analytic gradient numerically
     rnn classify train data.tsv label texts (train / eval / predict)
+    rnn bench                   measure training and sampling speed here
     """
     ctx.obj = {"debug": debug}
 
@@ -449,3 +450,34 @@ def classify_predict(checkpoint, texts, all_probs, labelled):
         click.echo(row)
     if not lines:
         ui.notice("No input lines.")
+
+
+# ---------------------------------------------------------------- bench
+
+@main.command(context_settings=CONTEXT)
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads (0 = all cores).")
+@click.option("--reps", type=click.IntRange(min=1), default=5, help="Timed repetitions per model (the median is shown).")
+@click.option("--only", default="", help="Comma-separated model names to run, e.g. lstm-2x256,sample-lstm-2x256.  [default: all]")
+def bench(threads, reps, only):
+    """Measure training and sampling speed of standard model sizes on this machine.
+
+    Use it to pick a model size for your CPU. Takes under a minute with the defaults.
+
+    \b
+    Example:  rnn bench --threads 2
+    """
+    announce_compile()
+    from rnncli import ui
+    from rnncli.bench import default_configs, run_benchmarks
+
+    cases = default_configs()
+    if only:
+        wanted = [name.strip() for name in only.split(",") if name.strip()]
+        unknown = [w for w in wanted if w not in {c.name for c in cases}]
+        if unknown:
+            raise click.BadParameter(f"unknown model {unknown[0]!r}; choose from "
+                                     f"{', '.join(c.name for c in cases)}", param_hint="'--only'")
+        cases = [c for c in cases if c.name in wanted]
+    report = run_benchmarks(cases, threads=threads, reps=reps,
+                            on_row=lambda row: ui.notice(f"  {row.name}: {row.chars_per_sec:,.0f} chars/s"))
+    ui.print_result_table(ui.bench_table(report))

@@ -194,3 +194,18 @@ def print_tables(tables: list, to_stdout: bool = False) -> None:
     console = out if to_stdout else err
     for t in tables:
         console.print(t)
+
+
+def bench_table(report) -> Table:
+    t = Table(title=f"rnn bench: {report.threads} thread(s); float32 matrix-multiply peak "
+                    f"{report.peak_gflops:.0f} GFLOP/s", title_justify="left",
+              caption="training: forward + BPTT + clip + Adam per chunk; sampling: batch 1, "
+                      "2,000 characters per call; medians of the repetitions", caption_justify="left")
+    for col, justify in (("model", "left"), ("task", "left"), ("batch × seq", "right"),
+                         ("chars/s", "right"), ("GFLOP/s", "right"), ("% of peak", "right")):
+        t.add_column(col, justify=justify)
+    for r in report.rows:
+        shape = f"{r.batch} × {r.seq_len}" if r.task == "train" else "1"
+        t.add_row(f"{r.cell} {r.layers}×{r.hidden}", r.task, shape, f"{r.chars_per_sec:,.0f}",
+                  f"{r.gflops:.1f}", f"{100 * r.fraction_of_peak:.0f}%")
+    return t
