@@ -12,6 +12,11 @@ Parameters are a plain dict name -> array, named after the math:
 G is 1 (rnn), 4 (lstm: i f g o) or 3 (gru: r z n). D_0 is E, or V for one-hot input, where
 W_xh x_t with x_t one-hot is just column x_t of W_xh: a gather, no GEMM.
 
+When the vocabulary is small next to the T·B tokens of a chunk (characters: 65 against 2048),
+layer 0 does not multiply T·B embedding vectors by W_xh: it builds the (V, G·H) table
+W_xh embed[v] + b once and gathers rows from it, and its backward scatters the gradient into
+that table before two small products. Same result, three large GEMMs fewer per step.
+
 The recurrent state of a stack is one array (L, S, B, H): S = 2 for LSTM (h, c), else 1.
 """
 
@@ -139,11 +144,22 @@ def _transposed(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.T)
 
 
+def _input_table(W_xh: np.ndarray, b: np.ndarray, embed: np.ndarray | None) -> np.ndarray:
+    """(V, G·H): row v is W_xh x + b for token v, x one-hot (embed None) or embed[v]."""
+    if embed is None:
+        return np.ascontiguousarray(W_xh.T) + b
+    table = np.empty((embed.shape[0], W_xh.shape[0]), W_xh.dtype)
+    k_lin.linear_forward(embed, _transposed(W_xh), b, table)
+    return table
+
+
 def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarray,
-                  work: Workspace, masks: list | None = None, prefix: str = "") -> tuple:
+                  work: Workspace, masks: list | None = None, prefix: str = "",
+                  embed: np.ndarray | None = None) -> tuple:
     """Run all layers over T steps.
 
-    x: float (T, B, D) input vectors, or int32 (T, B) token ids for one-hot input.
+    x: float (T, B, D) input vectors, or int32 (T, B) token ids, read through `embed` (V, E)
+    when given and as one-hot vectors otherwise.
     state (L, S, B, H): carried state, read only. masks: dropout masks per layer, or None.
     Returns (top, new_state): top (T, B, H) is the last layer's output after its dropout;
     the buffers stay in `work` for stack_backward.
@@ -158,9 +174,8 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
         W_xh, W_hh, b = params[p + "W_xh"], params[p + "W_hh"], params[p + "b"]
         XP = work.get(f"{p}XP", (T, B, G * H))
         XP2 = XP.reshape(T * B, G * H)
-        if layer_in.ndim == 2:  # one-hot: column x_t of W_xh
-            k_lin.gather_rows(_transposed(W_xh), layer_in.reshape(T * B), XP2)
-            XP2 += b
+        if layer_in.ndim == 2:  # token ids: a row of the input table per token
+            k_lin.gather_rows(_input_table(W_xh, b, embed), layer_in.reshape(T * B), XP2)
         else:
             k_lin.linear_forward(layer_in.reshape(T * B, -1), _transposed(W_xh), b, XP2)
         Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
@@ -188,13 +203,13 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
 
 def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d_top: np.ndarray,
                    work: Workspace, masks: list | None = None, prefix: str = "",
-                   d_state: np.ndarray | None = None) -> np.ndarray | None:
+                   d_state: np.ndarray | None = None, embed: np.ndarray | None = None) -> np.ndarray | None:
     """Backprop through the stack after stack_forward with the same arguments.
 
     d_top (T, B, H): dL/d(top output). Gradients accumulate into grads (+=).
     d_state (L, S, B, H), optional: gradient arriving at the final state; None for truncated
-    BPTT. Returns dL/dx (T, B, D) for float input, None for one-hot input (whose gradient is
-    W_xh's and is accumulated here).
+    BPTT. Returns dL/dx (T, B, D) for float input; None for token input, whose gradients
+    (W_xh's, and grads["embed"] when `embed` is given) are accumulated here.
     """
     T, B = x.shape[0], x.shape[1]
     G, H, L = cfg.gates, cfg.hidden_size, cfg.num_layers
@@ -231,10 +246,17 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
         k_lin.linear_weight_grad(Hbuf[:-1].reshape(T * B, H), dHP.reshape(T * B, G * H), grads[p + "W_hh"])
         k_lin.add_column_sums(dG2, grads[p + "b"])
         layer_in = x if k == 0 else _layer_output(work, f"{prefix}l{k - 1}.", masks is not None, (T, B, H))
-        if layer_in.ndim == 2:  # one-hot: dW_xh[:, x_t] += da_t, a scatter, no GEMM
-            dW_xhT = np.zeros((W_xh.shape[1], G * H), W_xh.dtype)
-            k_lin.scatter_add_rows(dW_xhT, layer_in.reshape(T * B), dG2)
-            grads[p + "W_xh"] += dW_xhT.T
+        if layer_in.ndim == 2:  # token ids: scatter into the input table's gradient
+            V = W_xh.shape[1] if embed is None else embed.shape[0]
+            d_table = np.zeros((V, G * H), W_xh.dtype)
+            k_lin.scatter_add_rows(d_table, layer_in.reshape(T * B), dG2)
+            if embed is None:  # one-hot: dW_xh[:, v] += Σ of da_t where x_t = v
+                grads[p + "W_xh"] += d_table.T
+            else:  # table = embed W_xhᵀ + b: two small products give both gradients
+                k_lin.linear_weight_grad(embed, d_table, grads[p + "W_xh"])
+                d_embed = np.empty_like(embed)
+                k_lin.linear_input_grad(d_table, W_xh, d_embed)
+                grads["embed"] += d_embed
             d_in = None
         else:
             k_lin.linear_weight_grad(layer_in.reshape(T * B, -1), dG2, grads[p + "W_xh"])
@@ -258,12 +280,11 @@ def lm_forward(cfg: ModelConfig, params: dict, inputs: np.ndarray, state: np.nda
                work: Workspace, masks: list | None = None) -> tuple:
     """Logits (T·B, V) and the new state, for token ids inputs (T, B) int32."""
     T, B = inputs.shape
-    if cfg.embedding_size > 0:
+    x, embed = inputs, _folded_embedding(cfg, params, T * B)
+    if cfg.embedding_size > 0 and embed is None:
         x = work.get("x_embed", (T, B, cfg.embedding_size))
         k_lin.gather_rows(params["embed"], inputs.reshape(T * B), x.reshape(T * B, -1))
-    else:
-        x = inputs
-    top, new_state = stack_forward(cfg, params, x, state, work, masks)
+    top, new_state = stack_forward(cfg, params, x, state, work, masks, embed=embed)
     V = params["W_hy"].shape[0]
     logits = work.get("logits", (T * B, V))
     k_lin.linear_forward(top.reshape(T * B, -1), _transposed(params["W_hy"]), params["b_y"], logits)
@@ -299,7 +320,15 @@ def lm_loss_and_grads(cfg: ModelConfig, params: dict, grads: dict, inputs: np.nd
     k_lin.add_column_sums(dlogits, grads["b_y"])
     d_top = work.get("d_top", (T, B, cfg.hidden_size))
     k_lin.linear_input_grad(dlogits, params["W_hy"], d_top.reshape(N, -1))
-    d_x = stack_backward(cfg, params, grads, x, d_top, work, masks)
-    if cfg.embedding_size > 0:
+    embed = _folded_embedding(cfg, params, N)
+    d_x = stack_backward(cfg, params, grads, x, d_top, work, masks, embed=embed)
+    if cfg.embedding_size > 0 and embed is None:
         k_lin.scatter_add_rows(grads["embed"], inputs.reshape(N), d_x.reshape(N, -1))
     return float(loss), new_state
+
+
+def _folded_embedding(cfg: ModelConfig, params: dict, tokens: int) -> np.ndarray | None:
+    """The embedding to fold into layer 0's input table, when that is cheaper (see top)."""
+    if cfg.embedding_size > 0 and params["embed"].shape[0] <= tokens:
+        return params["embed"]
+    return None
