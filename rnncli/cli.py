@@ -50,11 +50,11 @@ def main(ctx, debug):
 
 
 def announce_compile() -> None:
-    """Numba compiles the kernels on the first run and caches them beside the code."""
-    kernels = os.path.join(os.path.dirname(__file__), "kernels", "__pycache__")
-    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
-    has_cache = any(name.endswith(".nbi") for d in (kernels, cache_dir) if d and os.path.isdir(d)
-                    for _, _, names in os.walk(d) for name in names)
+    """Numba compiles the kernels on the first run and caches them: beside the code, or only in
+    NUMBA_CACHE_DIR when that is set."""
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "kernels", "__pycache__")
+    has_cache = os.path.isdir(cache_dir) and any(
+        name.endswith(".nbi") for _, _, names in os.walk(cache_dir) for name in names)
     if not has_cache:
         from rnncli import ui
 
