@@ -133,7 +133,10 @@ def dropout_masks(cfg: ModelConfig, T: int, B: int, rng: np.random.Generator, dt
         return None
     keep = 1.0 - cfg.dropout
     shape = (T, B, cfg.hidden_size)
-    return [((rng.random(shape) < keep) / keep).astype(dtype) for _ in range(cfg.num_layers)]
+    scale = np.float32(1.0 / keep)
+    # float32 draws: half the random bits and memory of float64, and plenty to compare with keep
+    return [((rng.random(shape, dtype=np.float32) < keep) * scale).astype(dtype, copy=False)
+            for _ in range(cfg.num_layers)]
 
 
 # ---------------------------------------------------------------- the layer stack
