@@ -108,24 +108,32 @@ def gradcheck(cells, layers, hidden_size, embedding_size, vocab_size, seq_len, b
 
 
 class Duration(click.ParamType):
-    """Seconds, or a number with s, m or h: 90, 90s, 10m, 1.5h."""
+    """Seconds, or numbers with h, m and s: 90, 90s, 10m, 1.5h, 9m30s."""
 
     name = "duration"
-    units = {"s": 1, "m": 60, "h": 3600}
+    units = {"h": 3600, "m": 60, "s": 1, "": 1}
 
     def convert(self, value, param, ctx):
         if isinstance(value, (int, float)):
             seconds = float(value)
         else:
+            import re
+
             text = str(value).strip().lower()
-            factor = self.units.get(text[-1:], None)
-            try:
-                seconds = float(text[:-1] if factor else text) * (factor or 1)
-            except ValueError:
-                self.fail(f"{value!r} is not a duration such as 90, 90s, 10m or 1.5h", param, ctx)
+            parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms]?)", text)
+            if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([hms]?)", "", text).strip():
+                self.fail(f"{value!r} is not a duration such as 90, 90s, 10m, 1.5h or 9m30s", param, ctx)
+            seconds = sum(float(number) * self.units[unit] for number, unit in parts)
         if seconds < 0:
             self.fail(f"{value!r} is negative", param, ctx)
         return seconds
+
+    @staticmethod
+    def format(seconds: float) -> str:
+        if not seconds:
+            return "0"
+        minutes, rest = divmod(int(round(seconds)), 60)
+        return (f"{minutes}m" if minutes else "") + (f"{rest}s" if rest else "")
 
 
 # Options that define the model: fixed by a checkpoint when resuming.
@@ -153,7 +161,7 @@ MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation"
 @click.option("--clip", type=click.FloatRange(min=0), default=O_DEF.clip, help="Clip the global gradient norm to this (0 = off).")
 @click.option("--epochs", type=click.IntRange(min=1), default=T_DEF.epochs, help="Passes over the training text (max_epochs).")
 @click.option("--max-steps", type=click.IntRange(min=0), default=T_DEF.max_steps, help="Stop after this many steps (0 = no limit).")
-@click.option("--max-time", type=Duration(), default="0", help="Stop after this much training time, e.g. 90s, 10m (0 = no limit).")
+@click.option("--max-time", type=Duration(), default=Duration.format(T_DEF.max_time), help="Stop after this much training time, e.g. 90s, 10m, 1.5h (0 = no limit).")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=T_DEF.val_fraction, help="Share of the text, from its end, held out for validation.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=T_DEF.eval_every, help="Steps between evaluations and checkpoints (eval_val_every).")
 @click.option("--eval-chars", type=click.IntRange(min=0), default=T_DEF.eval_chars, help="Validation characters scored per evaluation (0 = all).")
