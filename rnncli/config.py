@@ -158,7 +158,7 @@ class ClassifyConfig:
     pooling: str = "max"  # over the valid (unpadded) time steps; "last" = final state
     dense: tuple = (128, 64)
     dropout: float = 0.3  # on recurrent outputs and after each dense layer
-    embedding_size: int = 64  # replaced by the GloVe dimension when a GloVe file is given
+    embedding_size: int = 128  # replaced by the GloVe dimension when a GloVe file is given
     glove: str = ""
     freeze_embeddings: bool = False
     tokens: str = "word"

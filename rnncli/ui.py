@@ -102,8 +102,8 @@ class TrainReporter:
 def train_summary(result) -> Table:
     table = Table(title="Training finished" if result.stop_reason != "interrupted" else "Training interrupted",
                   title_justify="left", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("", overflow="fold")  # paths are folded, never cut with an ellipsis
     nats = lambda v: "—" if v is None else f"{v:.4f} nats/char ({v / 0.6931471805599453:.3f} bits/char)"
     table.add_row("stopped by", result.stop_reason)
     table.add_row("steps", f"{result.steps:,} ({result.epoch:.2f} epochs, {result.seconds:.0f} s)")
