@@ -9,7 +9,9 @@ Layout (any numpy can read it: ``np.load(path, allow_pickle=False)``):
     state/<name>         other arrays the kind needs (e.g. the carried hidden state)
 
 Saving writes a temporary file in the target directory, flushes and fsyncs it, then renames it
-over the target: a crash at any instant leaves either the old file or the new one.
+over the target: a crash at any instant leaves either the old file or the new one. A process
+killed mid-save (SIGKILL, power loss) leaves its `.tmp-<pid>-*.npz` behind; the next save into
+that directory removes temporary files whose process is gone.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rnncli.errors import CheckpointError
 
 FORMAT = "rnncli"
 VERSION = 1
+TMP_PREFIX = ".tmp-"
 
 
 def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
@@ -38,7 +41,7 @@ def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
     meta = {"format": FORMAT, "version": VERSION, **meta}
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=".npz", dir=directory)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot write checkpoint ({e.strerror or e})") from None
     try:
@@ -49,6 +52,7 @@ def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(directory)
+        _remove_stale_temps(directory)
     except OSError as e:
         _remove_quietly(tmp)
         raise CheckpointError(f"{path}: cannot write checkpoint ({e.strerror or e}); "
@@ -86,6 +90,30 @@ def _fsync_dir(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _remove_stale_temps(directory: str) -> None:
+    """Delete `.tmp-<pid>-*.npz` files left by saves whose process no longer exists."""
+    if os.name != "posix":  # os.kill(pid, 0) only probes on POSIX
+        return
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry[len(TMP_PREFIX):].split("-", 1)[0]
+        if entry.startswith(TMP_PREFIX) and entry.endswith(".npz") and pid.isdigit() and not _alive(int(pid)):
+            _remove_quietly(os.path.join(directory, entry))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _remove_quietly(path: str) -> None:
@@ -155,6 +183,8 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
         found = what.get(found, "an unknown") if isinstance(found, str) else "an unknown"
         raise CheckpointError(f"{name}: is {found} checkpoint, expected {what.get(kind, kind)} checkpoint")
     for key, a in arrays.items():
+        if key.startswith(("param/", "opt/", "state/")) and a.dtype.kind != "f":
+            raise CheckpointError(f"{name}: entry {key!r} has dtype {a.dtype}, expected floating-point numbers")
         if a.dtype.kind not in "fiu":
             raise CheckpointError(f"{name}: entry {key!r} has dtype {a.dtype}, expected numbers")
     return arrays, meta

@@ -339,6 +339,7 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
             cfg = replace(cfg, embedding_size=dim)
         coverage = (found, vocab.size - 2)
     shapes = classifier_shapes(cfg, vocab.size, len(labels))
+    M.require_memory(shapes, DTYPE, copies=4)
     params = init_classifier(cfg, shapes, rng, DTYPE)
     if cfg.glove:
         hit = ~np.isnan(vectors[:, 0])
@@ -453,10 +454,14 @@ def load_classifier(path: str) -> Classifier:
         raw = dict(meta["config"])
         raw["dense"] = tuple(raw["dense"])
         cfg = ClassifyConfig(**raw).validate()
+        if not all(isinstance(v, list) and all(isinstance(t, str) for t in v)
+                   for v in (meta["labels"], meta["vocab"])):
+            raise ConfigError("labels and vocabulary must be lists of strings")
+        "".join(meta["labels"] + meta["vocab"]).encode("utf-8")  # no lone surrogates: labels get printed
         labels = tuple(meta["labels"])
         vocab = TokenVocab(tuple(meta["vocab"]))
-        if len(labels) < 2 or vocab.size < 2:
-            raise ConfigError("too few labels or vocabulary entries")
+        if len(labels) < 2 or vocab.size < 2 or len(set(labels)) < len(labels):
+            raise ConfigError("too few or repeated labels, or too few vocabulary entries")
     except (KeyError, TypeError, ValueError, RnnError) as e:
         raise CheckpointError(f"{name}: metadata is incomplete or invalid ({e})") from None
     try:

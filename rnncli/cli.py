@@ -5,19 +5,34 @@ Core modules are imported inside the commands so `rnn --help` never loads numpy 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 import click
 
 from rnncli import __version__
-from rnncli.config import (ACTIVATIONS, CELLS, OPTIMIZERS, POOLINGS, TOKENIZERS, ClassifyConfig, GradcheckConfig,
-                           ModelConfig, OptimConfig, TrainConfig)
+from rnncli.config import (ACTIVATIONS, CELLS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, TOKENIZERS,
+                           ClassifyConfig, GradcheckConfig, ModelConfig, OptimConfig, TrainConfig)
 from rnncli.errors import RnnError
 
 M_DEF, O_DEF, T_DEF, C_DEF = ModelConfig(), OptimConfig(), TrainConfig(), ClassifyConfig()
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+
+
+class Finite(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (every comparison with nan is false, so
+    FloatRange alone lets `--lr nan` through)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+SEED = click.IntRange(min=0)  # numpy's generators take no negative seeds
 
 
 class RnnGroup(click.Group):
@@ -66,19 +81,19 @@ def announce_compile() -> None:
 @main.command(context_settings=CONTEXT)
 @click.option("--cell", "cells", type=click.Choice(CELLS), multiple=True,
               help="Cell to check (repeat for several).  [default: all]")
-@click.option("--layers", "layers", type=click.IntRange(min=1), multiple=True,
+@click.option("--layers", "layers", type=click.IntRange(1, 8), multiple=True,
               help="Number of stacked layers (repeat for several).  [default: 1 and 2]")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=GradcheckConfig.hidden_size, help="Hidden units per layer.")
-@click.option("--embedding-size", type=click.IntRange(min=0), default=GradcheckConfig.embedding_size, help="Input embedding size; 0 checks one-hot input.")
-@click.option("--vocab-size", type=click.IntRange(min=2), default=GradcheckConfig.vocab_size, help="Vocabulary (and output) size.")
-@click.option("--seq-len", type=click.IntRange(min=1), default=GradcheckConfig.seq_len, help="Time steps of BPTT.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=GradcheckConfig.batch_size, help="Sequences in the batch.")
+@click.option("--hidden-size", type=click.IntRange(1, 256), default=GradcheckConfig.hidden_size, help="Hidden units per layer.")
+@click.option("--embedding-size", type=click.IntRange(0, 256), default=GradcheckConfig.embedding_size, help="Input embedding size; 0 checks one-hot input.")
+@click.option("--vocab-size", type=click.IntRange(2, 1024), default=GradcheckConfig.vocab_size, help="Vocabulary (and output) size.")
+@click.option("--seq-len", type=click.IntRange(1, 1000), default=GradcheckConfig.seq_len, help="Time steps of BPTT.")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=GradcheckConfig.batch_size, help="Sequences in the batch.")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=GradcheckConfig.activation, help="Vanilla RNN activation.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.25, help="Dropout rate; the mask is drawn once and held fixed.")
+@click.option("--dropout", type=Finite(0, 1, max_open=True), default=0.25, help="Dropout rate; the mask is drawn once and held fixed.")
 @click.option("--samples", type=click.IntRange(min=1), default=GradcheckConfig.samples, help="Entries checked per tensor (all entries when the tensor is this small).")
-@click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=GradcheckConfig.eps, help="Finite-difference step.")
-@click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=GradcheckConfig.tol, help="Maximum relative error to pass.")
-@click.option("--seed", type=int, default=GradcheckConfig.seed, help="Random seed for the model, data and sampled entries.")
+@click.option("--eps", type=Finite(min=0, min_open=True), default=GradcheckConfig.eps, help="Finite-difference step.")
+@click.option("--tol", type=Finite(min=0, min_open=True), default=GradcheckConfig.tol, help="Maximum relative error to pass.")
+@click.option("--seed", type=SEED, default=GradcheckConfig.seed, help="Random seed for the model, data and sampled entries.")
 @click.option("--classifier/--no-classifier", default=GradcheckConfig.classifier, help="Also check the classifier (pooling, dense layers, masking).")
 def gradcheck(cells, layers, hidden_size, embedding_size, vocab_size, seq_len, batch_size,
               activation, dropout, samples, eps, tol, seed, classifier):
@@ -124,6 +139,8 @@ class Duration(click.ParamType):
             if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([hms]?)", "", text).strip():
                 self.fail(f"{value!r} is not a duration such as 90, 90s, 10m, 1.5h or 9m30s", param, ctx)
             seconds = sum(float(number) * self.units[unit] for number, unit in parts)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a duration such as 90, 90s, 10m or 1.5h", param, ctx)
         if seconds < 0:
             self.fail(f"{value!r} is negative", param, ctx)
         return seconds
@@ -147,27 +164,27 @@ MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation"
 @main.command(context_settings=CONTEXT)
 @click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--cell", type=click.Choice(CELLS), default=M_DEF.cell, help="Recurrent cell.")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=M_DEF.hidden_size, help="Units per layer (rnn_size).")
-@click.option("--layers", type=click.IntRange(min=1), default=M_DEF.num_layers, help="Stacked recurrent layers (num_layers).")
-@click.option("--embedding-size", type=click.IntRange(min=0), default=M_DEF.embedding_size, help="Character vector size; 0 feeds one-hot vectors.")
+@click.option("--hidden-size", type=click.IntRange(1, MAX_SIZE), default=M_DEF.hidden_size, help="Units per layer (rnn_size).")
+@click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=M_DEF.num_layers, help="Stacked recurrent layers (num_layers).")
+@click.option("--embedding-size", type=click.IntRange(0, MAX_SIZE), default=M_DEF.embedding_size, help="Character vector size; 0 feeds one-hot vectors.")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=M_DEF.activation, help="Activation of the vanilla rnn cell.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=M_DEF.dropout, help="Dropout on each layer's output.")
+@click.option("--dropout", type=Finite(0, 1, max_open=True), default=M_DEF.dropout, help="Dropout on each layer's output.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=T_DEF.seq_len, help="Characters per BPTT chunk (seq_length).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=T_DEF.batch_size, help="Streams trained side by side.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=O_DEF.optimizer, help="Update rule.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=O_DEF.lr, help="Learning rate (learning_rate).")
-@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=O_DEF.lr_decay, help="Multiply the rate by this once per epoch...")
+@click.option("--lr", type=Finite(min=0, min_open=True), default=O_DEF.lr, help="Learning rate (learning_rate).")
+@click.option("--lr-decay", type=Finite(0, 1, min_open=True), default=O_DEF.lr_decay, help="Multiply the rate by this once per epoch...")
 @click.option("--decay-after", type=click.IntRange(min=0), default=O_DEF.decay_after, help="...after this many epochs.")
-@click.option("--clip", type=click.FloatRange(min=0), default=O_DEF.clip, help="Clip the global gradient norm to this (0 = off).")
+@click.option("--clip", type=Finite(min=0), default=O_DEF.clip, help="Clip the global gradient norm to this (0 = off).")
 @click.option("--epochs", type=click.IntRange(min=1), default=T_DEF.epochs, help="Passes over the training text (max_epochs).")
 @click.option("--max-steps", type=click.IntRange(min=0), default=T_DEF.max_steps, help="Stop after this many steps (0 = no limit).")
 @click.option("--max-time", type=Duration(), default=Duration.format(T_DEF.max_time), help="Stop after this much training time, e.g. 90s, 10m, 1.5h (0 = no limit).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=T_DEF.val_fraction, help="Share of the text, from its end, held out for validation.")
+@click.option("--val-fraction", type=Finite(0, 1, max_open=True), default=T_DEF.val_fraction, help="Share of the text, from its end, held out for validation.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=T_DEF.eval_every, help="Steps between evaluations and checkpoints (eval_val_every).")
 @click.option("--eval-chars", type=click.IntRange(min=0), default=T_DEF.eval_chars, help="Validation characters scored per evaluation (0 = all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for run folders (checkpoint_dir).")
-@click.option("--seed", type=int, default=T_DEF.seed, help="Random seed.")
-@click.option("--threads", type=click.IntRange(min=0), default=T_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
+@click.option("--seed", type=SEED, default=T_DEF.seed, help="Random seed.")
+@click.option("--threads", type=click.IntRange(0, 1024), default=T_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None, help="Continue a run from its checkpoint, exactly where it stopped.")
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default=T_DEF.on_decode_error, help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation summaries.")
@@ -195,7 +212,8 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
 
         _, meta = ckpt.load(resume, kind="lm")
         cfg = config_from_checkpoint(meta, {k: v for k, v in limits.items()
-                                            if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE})
+                                            if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE},
+                                     resume)
         saved = {"cell": cfg.model.cell, "hidden_size": cfg.model.hidden_size, "layers": cfg.model.num_layers,
                  "embedding_size": cfg.model.embedding_size, "activation": cfg.model.activation,
                  "dropout": cfg.model.dropout, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,
@@ -207,7 +225,10 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
             n = clash[0]
             raise click.UsageError(f"--{n.replace('_', '-')} {ctx.params[n]} differs from the checkpoint's "
                                    f"{saved[n]}; a resumed run keeps its model and schedule", ctx)
-        paths = [corpus] if corpus else meta.get("corpus") or []
+        saved_paths = meta.get("corpus")
+        if not (isinstance(saved_paths, list) and all(isinstance(p, str) for p in saved_paths)):
+            saved_paths = []
+        paths = [corpus] if corpus else saved_paths
         missing = [p for p in paths if not os.path.isfile(p)]
         if not paths or missing:
             raise click.UsageError(f"the checkpoint's corpus {missing[0] if missing else ''} is not there; "
@@ -243,11 +264,11 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
 
 @main.command(context_settings=CONTEXT)
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("-t", "--temp", "temperature", type=float, default=1.0, help="Temperature: lower is safer, higher is wilder; 0 is greedy.")
+@click.option("-t", "--temp", "temperature", type=Finite(), default=1.0, help="Temperature: lower is safer, higher is wilder; 0 is greedy.")
 @click.option("--argmax", is_flag=True, help="Greedy decoding (same as --temp 0).")
 @click.option("-n", "--length", type=click.IntRange(min=1), default=1000, help="Characters to generate per sample.")
 @click.option("-p", "--prime", default="", help=r"Text to start from (escapes such as \n are understood).")
-@click.option("--seed", type=int, default=None, help="Random seed (printed, so a sample can be reproduced).  [default: random]")
+@click.option("--seed", type=SEED, default=None, help="Random seed (printed, so a sample can be reproduced).  [default: random]")
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Independent samples to write.")
 @click.option("--top-k", type=click.IntRange(min=0), default=0, help="Draw only among the k likeliest characters (0 = all).")
 @click.option("--stop", default="", help=r"Stop a sample right after this text appears (escapes understood), e.g. '\n\n'.")
@@ -319,8 +340,8 @@ def _comma_ints(ctx, param, value):
         sizes = tuple(int(v) for v in str(value).split(",") if v.strip())
     except ValueError:
         raise click.BadParameter("give sizes separated by commas, e.g. 128,64") from None
-    if any(s < 1 for s in sizes):
-        raise click.BadParameter("sizes must be at least 1")
+    if any(s < 1 or s > MAX_SIZE for s in sizes):
+        raise click.BadParameter(f"sizes must be from 1 to {MAX_SIZE}")
     return sizes
 
 
@@ -328,13 +349,13 @@ def _comma_ints(ctx, param, value):
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False), default=None, help="Labelled test file scored once, at the end, with the best weights.")
 @click.option("--cell", type=click.Choice(CELLS), default=C_DEF.cell, help="Recurrent cell.")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=C_DEF.hidden_size, help="Units per recurrent layer (and direction).")
-@click.option("--layers", type=click.IntRange(min=1), default=C_DEF.num_layers, help="Stacked recurrent layers.")
+@click.option("--hidden-size", type=click.IntRange(1, MAX_SIZE), default=C_DEF.hidden_size, help="Units per recurrent layer (and direction).")
+@click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=C_DEF.num_layers, help="Stacked recurrent layers.")
 @click.option("--bidirectional/--unidirectional", default=C_DEF.bidirectional, help="Also read each text backwards.")
 @click.option("--pooling", type=click.Choice(POOLINGS), default=C_DEF.pooling, help="Summary of the recurrent outputs: final state, mean or max over time.")
 @click.option("--dense", callback=_comma_ints, default=",".join(map(str, C_DEF.dense)), help="Sizes of the fully connected ReLU layers before the softmax (empty for none).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=C_DEF.dropout, help="Dropout on recurrent outputs and dense layers.")
-@click.option("--embedding-size", type=click.IntRange(min=1), default=C_DEF.embedding_size, help="Word vector size (the GloVe file's, when one is given).")
+@click.option("--dropout", type=Finite(0, 1, max_open=True), default=C_DEF.dropout, help="Dropout on recurrent outputs and dense layers.")
+@click.option("--embedding-size", type=click.IntRange(1, MAX_SIZE), default=C_DEF.embedding_size, help="Word vector size (the GloVe file's, when one is given).")
 @click.option("--glove", type=click.Path(exists=True, dir_okay=False), default=None, help="Start word vectors from a GloVe text file (word v1 ... vd).")
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the (GloVe) word vectors fixed.")
 @click.option("--tokens", type=click.Choice(TOKENIZERS), default=C_DEF.tokens, help="Split texts into lower-cased words or characters.")
@@ -345,13 +366,13 @@ def _comma_ints(ctx, param, value):
 @click.option("--epochs", type=click.IntRange(min=1), default=C_DEF.epochs, help="Most passes over the training texts.")
 @click.option("--patience", type=click.IntRange(min=1), default=C_DEF.patience, help="Stop after this many epochs without a better validation loss.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=C_DEF.optimizer, help="Update rule.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=C_DEF.lr, help="Learning rate.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=C_DEF.weight_decay, help="Weight decay (decoupled for adam).")
-@click.option("--clip", type=click.FloatRange(min=0), default=C_DEF.clip, help="Clip the global gradient norm (0 = off).")
+@click.option("--lr", type=Finite(min=0, min_open=True), default=C_DEF.lr, help="Learning rate.")
+@click.option("--weight-decay", type=Finite(min=0), default=C_DEF.weight_decay, help="Weight decay (decoupled for adam).")
+@click.option("--clip", type=Finite(min=0), default=C_DEF.clip, help="Clip the global gradient norm (0 = off).")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=C_DEF.class_weights, help="Weigh classes by inverse frequency (for imbalanced labels).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=C_DEF.val_fraction, help="Share of each class held out for validation (stratified).")
-@click.option("--seed", type=int, default=C_DEF.seed, help="Random seed (split, initialisation, batches).")
-@click.option("--threads", type=click.IntRange(min=0), default=C_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
+@click.option("--val-fraction", type=Finite(0, 1, min_open=True, max_open=True), default=C_DEF.val_fraction, help="Share of each class held out for validation (stratified).")
+@click.option("--seed", type=SEED, default=C_DEF.seed, help="Random seed (split, initialisation, batches).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=C_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default=C_DEF.on_decode_error, help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for the run folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch summaries.")
@@ -463,7 +484,7 @@ def classify_predict(checkpoint, texts, all_probs, labelled):
 # ---------------------------------------------------------------- bench
 
 @main.command(context_settings=CONTEXT)
-@click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads (0 = all cores).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="CPU threads (0 = all cores).")
 @click.option("--reps", type=click.IntRange(min=1), default=5, help="Timed repetitions per model (the median is shown).")
 @click.option("--only", default="", help="Comma-separated model names to run, e.g. lstm-2x256,sample-lstm-2x256.  [default: all]")
 def bench(threads, reps, only):

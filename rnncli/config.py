@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 
 from rnncli.errors import ConfigError
@@ -11,11 +13,32 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
 # Gate blocks per cell, in the order their rows are stacked in W_xh / W_hh / b.
 GATES = {"rnn": ("a",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+# Upper bounds on model sizes: beyond them a value is a typo or a hostile checkpoint, and would
+# make the loader loop over layers or numpy allocate terabytes.
+MAX_LAYERS = 64
+MAX_SIZE = 1 << 16
 
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def _whole(x, low: int, high: float = math.inf) -> bool:
+    """An integer (not a bool) in [low, high]. Checkpoint metadata is JSON, so types are not given."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and low <= x <= high
+
+
+def _real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_types(cfg, whole: tuple = (), real: tuple = ()) -> None:
+    """Type gate before the range checks (which would raise TypeError on a string)."""
+    for name in whole:
+        _check(_whole(getattr(cfg, name), 0), f"{name.replace('_', '-')}: must be a whole number, 0 or more")
+    for name in real:
+        _check(_real(getattr(cfg, name)), f"{name.replace('_', '-')}: must be a finite number")
 
 
 @dataclass(frozen=True)
@@ -33,10 +56,11 @@ class ModelConfig:
     def validate(self) -> "ModelConfig":
         _check(self.cell in CELLS, f"cell: {self.cell!r} is not one of {', '.join(CELLS)}")
         _check(self.activation in ACTIVATIONS, f"activation: {self.activation!r} is not one of {', '.join(ACTIVATIONS)}")
-        _check(self.hidden_size >= 1, "hidden-size: must be at least 1")
-        _check(self.num_layers >= 1, "layers: must be at least 1")
-        _check(self.embedding_size >= 0, "embedding-size: must be 0 (one-hot) or more")
-        _check(0.0 <= self.dropout < 1.0, "dropout: must be in [0, 1)")
+        _check(_whole(self.hidden_size, 1, MAX_SIZE), f"hidden-size: must be a whole number from 1 to {MAX_SIZE}")
+        _check(_whole(self.num_layers, 1, MAX_LAYERS), f"layers: must be a whole number from 1 to {MAX_LAYERS}")
+        _check(_whole(self.embedding_size, 0, MAX_SIZE),
+               f"embedding-size: must be 0 (one-hot) or a whole number up to {MAX_SIZE}")
+        _check(_real(self.dropout) and 0.0 <= self.dropout < 1.0, "dropout: must be in [0, 1)")
         return self
 
     @property
@@ -59,6 +83,8 @@ class OptimConfig:
     weight_decay: float = 0.0
 
     def validate(self) -> "OptimConfig":
+        _check_types(self, whole=("decay_after",),
+                     real=("lr", "lr_decay", "clip", "momentum", "beta2", "rho", "eps", "weight_decay"))
         _check(self.optimizer in OPTIMIZERS, f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         _check(self.lr > 0, "lr: must be positive")
         _check(0 < self.lr_decay <= 1, "lr-decay: must be in (0, 1]")
@@ -94,6 +120,9 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         self.model.validate()
         self.optim.validate()
+        _check_types(self, whole=("seq_len", "batch_size", "epochs", "max_steps", "eval_every", "eval_chars",
+                                  "seed", "threads"), real=("max_time", "val_fraction"))
+        _check(isinstance(self.out_dir, str), "out: must be a path")
         _check(self.seq_len >= 1, "seq-len: must be at least 1")
         _check(self.batch_size >= 1, "batch-size: must be at least 1")
         _check(self.epochs >= 1, "epochs: must be at least 1")
@@ -136,6 +165,14 @@ class GradcheckConfig:
 
 def to_dict(cfg) -> dict:
     return asdict(cfg)
+
+
+def from_json(cls, d: dict):
+    """cls(**d) for settings read back from JSON: whole numbers in float fields become floats
+    (a forged 5 instead of 5.0 must not reach a kernel compiled for floats)."""
+    _check(isinstance(d, dict), f"{cls.__name__}: expected a mapping of settings")
+    floats = {f.name for f in fields(cls) if f.type == "float"}
+    return cls(**{k: float(v) if k in floats and type(v) is int else v for k, v in d.items()})
 
 
 def model_config_from_dict(d: dict) -> ModelConfig:
@@ -186,17 +223,22 @@ class ClassifyConfig:
         self.model().validate()
         _check(self.pooling in POOLINGS, f"pooling: {self.pooling!r} is not one of {', '.join(POOLINGS)}")
         _check(self.tokens in TOKENIZERS, f"tokens: {self.tokens!r} is not one of {', '.join(TOKENIZERS)}")
-        _check(all(d >= 1 for d in self.dense), "dense: layer sizes must be at least 1")
-        _check(self.embedding_size >= 1, "embedding-size: must be at least 1")
-        _check(self.min_freq >= 1 and self.max_vocab >= 1, "min-freq and max-vocab: at least 1")
-        _check(self.max_len >= 1, "max-len: must be at least 1")
-        _check(self.batch_size >= 1 and self.epochs >= 1, "batch-size and epochs: at least 1")
-        _check(self.patience >= 1, "patience: must be at least 1")
+        _check(isinstance(self.bidirectional, bool), "bidirectional: must be true or false")
+        _check(isinstance(self.dense, tuple) and len(self.dense) <= MAX_LAYERS
+               and all(_whole(d, 1, MAX_SIZE) for d in self.dense),
+               f"dense: layer sizes must be whole numbers from 1 to {MAX_SIZE}")
+        _check(_whole(self.embedding_size, 1, MAX_SIZE), f"embedding-size: must be a whole number from 1 to {MAX_SIZE}")
+        _check(_whole(self.min_freq, 1) and _whole(self.max_vocab, 1), "min-freq and max-vocab: at least 1")
+        _check(_whole(self.max_len, 1), "max-len: must be at least 1")
+        _check(_whole(self.batch_size, 1) and _whole(self.epochs, 1), "batch-size and epochs: at least 1")
+        _check(_whole(self.patience, 1), "patience: must be at least 1")
         _check(self.optimizer in OPTIMIZERS, f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-        _check(self.lr > 0 and self.weight_decay >= 0 and self.clip >= 0, "lr > 0, weight-decay >= 0, clip >= 0")
+        _check(all(_real(v) for v in (self.lr, self.weight_decay, self.clip))
+               and self.lr > 0 and self.weight_decay >= 0 and self.clip >= 0, "lr > 0, weight-decay >= 0, clip >= 0")
         _check(self.class_weights in ("none", "balanced"), "class-weights: none or balanced")
-        _check(0 < self.val_fraction < 1, "val-fraction: must be in (0, 1) (validation drives early stopping)")
-        _check(self.threads >= 0, "threads: must be 0 (all cores) or more")
+        _check(_real(self.val_fraction) and 0 < self.val_fraction < 1,
+               "val-fraction: must be in (0, 1) (validation drives early stopping)")
+        _check(_whole(self.threads, 0), "threads: must be 0 (all cores) or more")
         return self
 
     def optim(self) -> OptimConfig:

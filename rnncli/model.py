@@ -22,6 +22,8 @@ The recurrent state of a stack is one array (L, S, B, H): S = 2 for LSTM (h, c),
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from rnncli.config import ACTIVATIONS, ModelConfig
@@ -102,6 +104,21 @@ def init_params(cfg: ModelConfig, shapes: dict[str, tuple], rng: np.random.Gener
 
 def zeros_like_params(params: dict) -> dict:
     return {name: np.zeros_like(p) for name, p in params.items()}
+
+
+def require_memory(shapes: dict[str, tuple], dtype, copies: int) -> None:
+    """Refuse a model whose parameters, gradients and optimizer state (`copies` arrays per
+    parameter) would not fit in this machine's memory, before numpy tries to allocate them."""
+    count = sum(int(np.prod(shape, dtype=object)) for shape in shapes.values())
+    need = count * np.dtype(dtype).itemsize * copies
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX: let numpy fail if it must
+        return
+    if need > total:
+        raise ConfigError(f"a model of {count:,} parameters needs about {need / 2**30:,.1f} GiB for weights, "
+                          f"gradients and optimizer state; this machine has {total / 2**30:,.1f} GiB; "
+                          f"lower --hidden-size, --layers or --embedding-size")
 
 
 def check_params(params: dict, shapes: dict[str, tuple], dtype) -> dict:

@@ -37,6 +37,8 @@ def load_lm(path: str) -> LanguageModel:
 def lm_from_arrays(arrays: dict, meta: dict, path: str) -> LanguageModel:
     name = os.path.basename(path)
     try:
+        if not isinstance(meta.get("model"), dict):
+            raise ConfigError("no model settings")
         cfg = model_config_from_dict(meta["model"]).validate()
         vocab = Vocab(meta["vocab"])
     except (KeyError, TypeError, RnnError) as e:

@@ -34,6 +34,10 @@ class Vocab:
             raise CorpusError("vocabulary is empty")
         if list(self.chars) != sorted(set(self.chars)):
             raise ConfigError("vocabulary must be distinct characters in sorted order")
+        try:
+            self.chars.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate, possible in JSON, is not a character
+            raise ConfigError(f"vocabulary holds {self.chars[e.start]!r}, which is not a character") from None
 
     @property
     def size(self) -> int:

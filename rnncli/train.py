@@ -18,9 +18,9 @@ import numpy as np
 
 from rnncli import blas, checkpoint
 from rnncli import model as M
-from rnncli.config import ModelConfig, OptimConfig, TrainConfig, model_config_from_dict
-from rnncli.errors import CheckpointError, ConfigError, DivergedError
-from rnncli.optim import Optimizer, clip_global_norm
+from rnncli.config import ModelConfig, OptimConfig, TrainConfig, from_json, model_config_from_dict
+from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
+from rnncli.optim import SLOTS, Optimizer, clip_global_norm
 from rnncli.sample import lm_from_arrays, preview
 from rnncli.text import StreamBatches, Vocab, fit_batches, load_corpus, split_train_val
 
@@ -149,16 +149,15 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
             reporter.warn(f"the corpus has {len(corpus)} characters, the checkpoint was trained on "
                           f"{meta.get('corpus_chars')}: the data position will not line up")
         params = lm.params
-        opt = Optimizer(cfg.optim, params, checkpoint.group(arrays, "opt"), steps=meta["optimizer_steps"])
-        progress = _Progress(**meta["progress"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta["rng"]
+        opt, progress, rng = _resume_state(cfg, params, arrays, meta, resume)
         run_dir = os.path.dirname(os.path.abspath(resume))
         carried = arrays.get("state/hidden")
     else:
         corpus = load_corpus(corpus_paths, cfg.on_decode_error)
         rng = np.random.default_rng(cfg.seed)
-        params = M.init_params(cfg.model, M.lm_shapes(cfg.model, corpus.vocab.size), rng, DTYPE)
+        shapes = M.lm_shapes(cfg.model, corpus.vocab.size)
+        M.require_memory(shapes, DTYPE, copies=2 + len(SLOTS[cfg.optim.optimizer]))
+        params = M.init_params(cfg.model, shapes, rng, DTYPE)
         opt = Optimizer(cfg.optim, params)
         progress = _Progress()
         name = os.path.splitext(os.path.basename(corpus_paths[0]))[0] if len(corpus_paths) == 1 else "corpus"
@@ -167,6 +166,9 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
 
     mcfg = cfg.model
     n = len(corpus)
+    if n < 2:
+        raise CorpusError(f"{os.path.basename(corpus_paths[0])}: {n} character; a language model needs at "
+                          f"least 2 (one to read, one to predict)")
     split = split_train_val(n, cfg.val_fraction)
     if split < 2:
         raise ConfigError(f"the corpus has {n} characters, too few to keep a validation part; "
@@ -307,13 +309,54 @@ def _config_dict(cfg: TrainConfig) -> dict:
             **{k: v for k, v in vars(cfg).items() if k not in ("model", "optim")}}
 
 
-def config_from_checkpoint(meta: dict, overrides: dict) -> TrainConfig:
-    """The saved configuration with the stopping limits (and output options) the user gave now."""
+def config_from_checkpoint(meta: dict, overrides: dict, path: str = "checkpoint") -> TrainConfig:
+    """The saved configuration with the stopping limits (and output options) the user gave now.
+    The model settings are meta["model"], the ones load_lm checks against the arrays."""
+    name = os.path.basename(path)
     saved = meta.get("config")
     if not isinstance(saved, dict):
-        raise CheckpointError("checkpoint has no training configuration to resume from")
-    model = model_config_from_dict(saved["model"])
-    optim = OptimConfig(**saved["optim"])
-    rest = {k: v for k, v in saved.items() if k not in ("model", "optim")}
-    cfg = TrainConfig(model=model, optim=optim, **rest)
-    return replace(cfg, **overrides)
+        raise CheckpointError(f"{name}: has no training configuration to resume from")
+    try:
+        if not isinstance(meta.get("model"), dict):
+            raise ConfigError("no model settings")
+        model = model_config_from_dict(meta["model"])
+        optim = from_json(OptimConfig, saved["optim"])
+        rest = {k: v for k, v in saved.items() if k not in ("model", "optim")}
+        return replace(from_json(TrainConfig, {"model": model, "optim": optim, **rest}), **overrides).validate()
+    except (KeyError, TypeError, OverflowError, RnnError) as e:
+        raise CheckpointError(f"{name}: cannot resume: its training configuration is incomplete or "
+                              f"invalid ({e})") from None
+
+
+def _resume_state(cfg: TrainConfig, params: dict, arrays: dict, meta: dict, path: str):
+    """(optimizer, progress, rng) exactly as they were saved, every field checked first."""
+    name = os.path.basename(path)
+
+    def whole(v) -> bool:
+        return type(v) is int and 0 <= v < 2**62  # kernels take int64
+
+    def real(v) -> bool:
+        return type(v) in (int, float) and math.isfinite(v)
+
+    try:
+        progress = _Progress(**meta["progress"])
+        steps = meta["optimizer_steps"]
+        history = progress.history
+        if not (all(whole(v) for v in (progress.step, progress.epoch, progress.chunk, progress.best_step, steps))
+                and real(progress.seconds) and real(progress.step_seconds)
+                and (progress.best_val is None or real(progress.best_val))
+                and isinstance(history, dict) and set(history) == {"train", "val"}
+                and all(isinstance(h, list) for h in history.values())):
+            raise ConfigError("progress counters are missing, negative or not numbers")
+        state = checkpoint.group(arrays, "opt")
+        for slot in SLOTS[cfg.optim.optimizer]:
+            for k, p in params.items():
+                if f"{slot}/{k}" not in state or state[f"{slot}/{k}"].shape != p.shape:
+                    raise ConfigError(f"optimizer state {slot}/{k} is missing or has the wrong shape")
+        opt = Optimizer(cfg.optim, params, state, steps=steps)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng"]
+    except (KeyError, TypeError, ValueError, OverflowError, RnnError) as e:
+        raise CheckpointError(f"{name}: cannot resume: the training state in its metadata is incomplete "
+                              f"or invalid ({e})") from None
+    return opt, progress, rng
