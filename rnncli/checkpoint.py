@@ -42,6 +42,7 @@ def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
     try:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=".npz", dir=directory)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes files private; a checkpoint is an ordinary file
     except OSError as e:
         raise CheckpointError(f"{path}: cannot write checkpoint ({e.strerror or e})") from None
     try:
@@ -77,6 +78,12 @@ def new_run_dir(out_dir: str, name: str) -> str:
             path = f"{base}-{n}"
         except OSError as e:
             raise CheckpointError(f"{out_dir}: cannot create the run folder ({e.strerror or e})") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: str) -> None:
