@@ -60,24 +60,34 @@ def scatter_add_rows(d_table, idx, d_rows):
 
 
 @njit(cache=True, error_model="numpy")
+def _exp_shifted(row, out):
+    """out[v] = exp(row[v] - m) with m = max(row); returns (m, Σ_v out[v]).
+    Subtracting the row max keeps exp from overflowing."""
+    V = row.shape[0]
+    m = row[0]
+    for v in range(1, V):
+        if row[v] > m:
+            m = row[v]
+    s = row[0] * 0
+    for v in range(V):
+        e = np.exp(row[v] - m)
+        out[v] = e
+        s += e
+    return m, s
+
+
+@njit(cache=True, error_model="numpy")
 def softmax_xent(logits, targets, weights, dlogits):
     """Weighted softmax cross-entropy.  logits, dlogits (N, V); targets (N,) int32; weights (N,).
 
     Returns Σ_n w_n · (-log p_n[target_n]) and writes dlogits[n] = w_n · (p_n - onehot(target_n)).
-    A mean over N is weights = 1/N. Subtracting the row max keeps exp from overflowing.
+    A mean over N is weights = 1/N. -log p_t is taken as log Σ exp - (l_t - m), which stays
+    finite where p_t itself underflows.
     """
     N, V = logits.shape
     total = 0.0
     for n in range(N):
-        m = logits[n, 0]
-        for v in range(1, V):
-            if logits[n, v] > m:
-                m = logits[n, v]
-        s = logits[n, 0] * 0
-        for v in range(V):
-            e = np.exp(logits[n, v] - m)
-            dlogits[n, v] = e
-            s += e
+        m, s = _exp_shifted(logits[n], dlogits[n])
         w = weights[n]
         t = targets[n]
         total += w * (np.log(s) - (logits[n, t] - m))
@@ -93,14 +103,6 @@ def softmax_rows(logits, probs):
     """probs[n] = softmax(logits[n]), numerically stable."""
     N, V = logits.shape
     for n in range(N):
-        m = logits[n, 0]
-        for v in range(1, V):
-            if logits[n, v] > m:
-                m = logits[n, v]
-        s = logits[n, 0] * 0
-        for v in range(V):
-            e = np.exp(logits[n, v] - m)
-            probs[n, v] = e
-            s += e
+        _, s = _exp_shifted(logits[n], probs[n])
         for v in range(V):
             probs[n, v] /= s
