@@ -1,6 +1,7 @@
-"""LSTM stack (model.stack_forward / stack_backward over kernels/lstm.py) == reference.
+"""Every cell's stack (model.stack_forward / stack_backward over kernels/{rnn,lstm,gru}.py) == the
+slow reference (reference.py): forward, new state, every gradient, dx and d(initial state).
 
-The state has two slots (h, c); both the final state and d(initial state) are checked for each."""
+The LSTM state has two slots (h, c), checked both; the GRU's b_hn gets its own gradient check."""
 
 import numpy as np
 import pytest
@@ -9,16 +10,22 @@ import reference as ref
 from rnncli import model as M
 from rnncli.config import ModelConfig
 
-CELL = "lstm"
-STATES = ("dh_next", "dc_next")  # what stack_backward leaves in the workspace: dL/d(initial state)
+CELLS = ("rnn", "lstm", "gru")
+# One-layer cases: each cell, and the vanilla cell with each activation the course lists.
+CELL_ACTIVATIONS = [("rnn", "tanh"), ("rnn", "relu"), ("rnn", "sigmoid"), ("lstm", "tanh"), ("gru", "tanh")]
 SHAPES = [(1, 1, 2, 3), (3, 2, 3, 4), (5, 3, 2, 1), (6, 2, 4, 5)]  # (T, B, D, H)
 RTOL, ATOL = 1e-10, 1e-12
 
 
-def make_problem(rng, T, B, D, H, layers=1, activation="tanh", one_hot=False):
+def states(cell):
+    """What stack_backward leaves in the workspace: dL/d(initial state), per state slot."""
+    return ("dh_next", "dc_next") if cell == "lstm" else ("dh_next",)
+
+
+def make_problem(rng, cell, T, B, D, H, layers=1, activation="tanh", one_hot=False):
     """Config, float64 params with random biases, a random initial state and d_top (T, B, H).
     D is the input size: the vector size, or the vocabulary for one-hot token input."""
-    cfg = ModelConfig(cell=CELL, hidden_size=H, num_layers=layers, embedding_size=0 if one_hot else D,
+    cfg = ModelConfig(cell=cell, hidden_size=H, num_layers=layers, embedding_size=0 if one_hot else D,
                       activation=activation, dropout=0.0).validate()
     params = M.init_params(cfg, M.stack_shapes(cfg, D), rng, np.float64)
     for name, p in params.items():
@@ -37,7 +44,7 @@ def run_engine(cfg, params, x, state, d_top, d_state=None, grads=None):
     grads = M.zeros_like_params(params) if grads is None else grads
     dx = M.stack_backward(cfg, params, grads, x, d_top, work, d_state=d_state)
     B, H = x.shape[1], cfg.hidden_size
-    d0 = np.array([[work.get(f"l{k}.{s}", (B, H)) for s in STATES] for k in range(cfg.num_layers)])
+    d0 = np.array([[work.get(f"l{k}.{s}", (B, H)) for s in states(cfg.cell)] for k in range(cfg.num_layers)])
     return top, new_state, grads, None if dx is None else dx.copy(), d0
 
 
@@ -47,8 +54,8 @@ def assert_matches(engine, x, cfg, params, state, d_top, d_state=None, rtol=RTOL
     top, new_state, grads, dx, d0 = engine
     p64 = {name: p.astype(np.float64) for name, p in params.items()}
     x64, s64, d64 = (a.astype(np.float64) for a in (x, state, d_top))
-    r_top, r_state = ref.stack_forward(CELL, p64, x64, s64, cfg.activation)
-    r_grads, r_dx, r_d0 = ref.stack_backward(CELL, p64, x64, s64, d64, cfg.activation, d_state)
+    r_top, r_state = ref.stack_forward(cfg.cell, p64, x64, s64, cfg.activation)
+    r_grads, r_dx, r_d0 = ref.stack_backward(cfg.cell, p64, x64, s64, d64, cfg.activation, d_state)
     close = dict(rtol=rtol, atol=atol)
     np.testing.assert_allclose(top, r_top, err_msg="top", **close)
     np.testing.assert_allclose(new_state, r_state, err_msg="new state", **close)
@@ -60,32 +67,36 @@ def assert_matches(engine, x, cfg, params, state, d_top, d_state=None, rtol=RTOL
     np.testing.assert_allclose(d0, r_d0, err_msg="d initial state", **close)
 
 
+@pytest.mark.parametrize("cell, activation", CELL_ACTIVATIONS)
 @pytest.mark.parametrize("T, B, D, H", SHAPES)
-def test_one_layer_matches_reference(rng, T, B, D, H):
-    cfg, params, state, d_top = make_problem(rng, T, B, D, H)
+def test_one_layer_matches_reference(rng, cell, activation, T, B, D, H):
+    cfg, params, state, d_top = make_problem(rng, cell, T, B, D, H, activation=activation)
     x = rng.standard_normal((T, B, D))
     assert_matches(run_engine(cfg, params, x, state, d_top), x, cfg, params, state, d_top)
 
 
-def test_two_layers_match_chained_reference(rng):
+@pytest.mark.parametrize("cell, activation", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")])
+def test_two_layers_match_chained_reference(rng, cell, activation):
     T, B, D, H = 4, 2, 3, 5
-    cfg, params, state, d_top = make_problem(rng, T, B, D, H, layers=2)
+    cfg, params, state, d_top = make_problem(rng, cell, T, B, D, H, layers=2, activation=activation)
     x = rng.standard_normal((T, B, D))
     assert_matches(run_engine(cfg, params, x, state, d_top), x, cfg, params, state, d_top)
 
 
-def test_gradient_at_final_state_flows_back(rng):
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradient_at_final_state_flows_back(rng, cell):
     T, B, D, H = 3, 2, 3, 4
-    cfg, params, state, d_top = make_problem(rng, T, B, D, H, layers=2)
+    cfg, params, state, d_top = make_problem(rng, cell, T, B, D, H, layers=2)
     x = rng.standard_normal((T, B, D))
     d_state = rng.standard_normal(state.shape)
     engine = run_engine(cfg, params, x, state, d_top, d_state=d_state)
     assert_matches(engine, x, cfg, params, state, d_top, d_state=d_state)
 
 
-def test_one_hot_tokens_match_reference_on_one_hot_vectors(rng):
+@pytest.mark.parametrize("cell", CELLS)
+def test_one_hot_tokens_match_reference_on_one_hot_vectors(rng, cell):
     T, B, V, H = 5, 3, 6, 4
-    cfg, params, state, d_top = make_problem(rng, T, B, V, H, one_hot=True)
+    cfg, params, state, d_top = make_problem(rng, cell, T, B, V, H, one_hot=True)
     tokens = rng.integers(0, V, size=(T, B)).astype(np.int32)
     top, new_state, grads, dx, d0 = run_engine(cfg, params, tokens, state, d_top)
     assert dx is None
@@ -93,9 +104,10 @@ def test_one_hot_tokens_match_reference_on_one_hot_vectors(rng):
     assert_matches((top, new_state, grads, None, d0), x, cfg, params, state, d_top)
 
 
-def test_gradients_accumulate(rng):
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradients_accumulate(rng, cell):
     T, B, D, H = 3, 2, 3, 4
-    cfg, params, state, d_top = make_problem(rng, T, B, D, H)
+    cfg, params, state, d_top = make_problem(rng, cell, T, B, D, H)
     x = rng.standard_normal((T, B, D))
     _, _, fresh, _, _ = run_engine(cfg, params, x, state, d_top)
     start = {name: np.full_like(p, 0.25) for name, p in params.items()}
@@ -104,9 +116,10 @@ def test_gradients_accumulate(rng):
         np.testing.assert_allclose(summed[name], fresh[name] + 0.25, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
-def test_float32_matches_float64_reference(rng):
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_matches_float64_reference(rng, cell):
     T, B, D, H = 5, 2, 3, 4
-    cfg, params, state, d_top = make_problem(rng, T, B, D, H)
+    cfg, params, state, d_top = make_problem(rng, cell, T, B, D, H)
     p32 = {name: p.astype(np.float32) for name, p in params.items()}
     x, state, d_top = (a.astype(np.float32) for a in (rng.standard_normal((T, B, D)), state, d_top))
     top, new_state, grads, dx, d0 = engine = run_engine(cfg, p32, x, state, d_top)
