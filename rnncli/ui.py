@@ -49,8 +49,8 @@ def _fmt_rate(x: float) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
 
-class TrainReporter:
-    """tqdm bar (loss, chars/s, ETA) and a short rich summary at each evaluation, on stderr."""
+class _BarReporter:
+    """What both reporters share: quiet flag, an optional tqdm bar, warnings."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
@@ -58,6 +58,15 @@ class TrainReporter:
 
     def warn(self, message: str) -> None:
         err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class TrainReporter(_BarReporter):
+    """tqdm bar (loss, chars/s, ETA) and a short rich summary at each evaluation, on stderr."""
 
     def start(self, info: dict) -> None:
         if self.quiet:
@@ -68,7 +77,7 @@ class TrainReporter:
                   f"batch {info['batch_size']} × {info['seq_len']} steps{resumed}.\n"
                   f"Checkpoints: {info['run_dir']}/", markup=False)
         self.bar = progress(info["total_steps"], "train", self.quiet)
-        self.bar.update(info["resumed_at"] if info["total_steps"] else 0)
+        self.bar.update(info["resumed_at"])  # a resumed run continues the bar where it stopped
 
     def step(self, step: int, loss: float, chars_per_sec: float, lr: float) -> None:
         if self.bar is not None:
@@ -93,11 +102,6 @@ class TrainReporter:
         if self.bar is not None:
             self.bar.refresh()
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
 
 def train_summary(result) -> Table:
     table = Table(title="Training finished" if result.stop_reason != "interrupted" else "Training interrupted",
@@ -119,15 +123,8 @@ def print_notice_table(table: Table) -> None:
     err.print(table)
 
 
-class ClassifyReporter:
+class ClassifyReporter(_BarReporter):
     """A tqdm bar per epoch and one summary line per epoch, on stderr."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar = None
-
-    def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/] {message}", highlight=False)
 
     def start(self, info: dict) -> None:
         if self.quiet:
@@ -168,9 +165,6 @@ class ClassifyReporter:
                   f"val accuracy {s['val_accuracy']:.4f} · val macro-F1 {s['val_macro_f1']:.4f} · "
                   f"{s['seconds']:.0f} s{best}", highlight=False)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def metrics_tables(m: dict, labels, title: str) -> list:

@@ -92,15 +92,21 @@ def lstm_forward(x, h0, c0, W_xh, W_hh, b):
     for n in range(B):
         h, c = h0[n], c0[n]
         for t in range(T):
-            a = W_xh @ x[t, n] + W_hh @ h + b
-            i = sigmoid(a[0:H])
-            f = sigmoid(a[H:2 * H])
-            g = np.tanh(a[2 * H:3 * H])
-            o = sigmoid(a[3 * H:4 * H])
-            c = f * c + i * g
+            i, f, g, o, c = lstm_step(x[t, n], h, c, W_xh, W_hh, b)
             h = o * np.tanh(c)
             hs[t, n], cs[t, n] = h, c
     return hs, cs
+
+
+def lstm_step(x_t, h, c, W_xh, W_hh, b):
+    """One step from the equations: the gates i, f, g, o and the new cell c_t."""
+    H = W_hh.shape[1]
+    a = W_xh @ x_t + W_hh @ h + b
+    i = sigmoid(a[0:H])
+    f = sigmoid(a[H:2 * H])
+    g = np.tanh(a[2 * H:3 * H])
+    o = sigmoid(a[3 * H:4 * H])
+    return i, f, g, o, f * c + i * g
 
 
 def lstm_backward(x, h0, c0, W_xh, W_hh, b, dhs, dh_last=None, dc_last=None):
@@ -113,12 +119,7 @@ def lstm_backward(x, h0, c0, W_xh, W_hh, b, dhs, dh_last=None, dc_last=None):
         h, c = h0[n], c0[n]
         steps = []
         for t in range(T):
-            a = W_xh @ x[t, n] + W_hh @ h + b
-            i = sigmoid(a[0:H])
-            f = sigmoid(a[H:2 * H])
-            g = np.tanh(a[2 * H:3 * H])
-            o = sigmoid(a[3 * H:4 * H])
-            c_new = f * c + i * g
+            i, f, g, o, c_new = lstm_step(x[t, n], h, c, W_xh, W_hh, b)
             steps.append((h, c, i, f, g, o, c_new))
             h, c = o * np.tanh(c_new), c_new
         dh_next = np.zeros(H) if dh_last is None else dh_last[n].copy()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from helpers import clean_failure
 from rnncli import model as M
 from rnncli import sample as core_sample
 from rnncli.cli import main
@@ -31,19 +32,7 @@ def invoke(*args, ok=True):
 
 def fails(*args, code: int):
     """Run `rnn ARGS`, expecting a clean failure with exit code `code`; returns stderr."""
-    result = invoke(*args, ok=False)
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines()
-             if line.strip() and not line.startswith("Compiling the Numba kernels")]
-    if code == 1:
-        assert len(lines) == 1, result.stderr
-        assert lines[0].startswith("Error"), result.stderr
-    else:
-        assert any(line.startswith("Error:") for line in lines), result.stderr
-    return result.stderr
+    return clean_failure(invoke(*args, ok=False), code)
 
 
 def unwrapped(stderr: str) -> str:
@@ -90,6 +79,7 @@ def sample(ckpt, *args) -> str:
 
 # ---------------------------------------------------------------- train
 
+
 def test_train_prints_the_best_checkpoint(corpus, tmp_path):
     result = invoke("train", corpus, *TINY, "--max-steps", 6, "--eval-every", 3,
                     "--out", tmp_path / "runs", "--quiet")
@@ -129,6 +119,7 @@ def test_small_corpus_warns_and_trains(tmp_path, tiny_corpus):
 
 
 # ---------------------------------------------------------------- sample
+
 
 def test_sample_stdout_is_only_the_text(ckpt):
     result = invoke("sample", ckpt, "-n", 50, "--seed", 7, "--prime", "Le ")
@@ -256,6 +247,7 @@ def test_unknown_prime_characters(ckpt):
 
 # ---------------------------------------------------------------- resume
 
+
 def test_resume_continues_to_the_new_limit(ckpt):
     latest = os.path.join(os.path.dirname(ckpt), "latest.npz")
     result = invoke("train", "--resume", latest, "--max-steps", 10, "--quiet")
@@ -325,6 +317,7 @@ def test_resume_with_the_suggested_command_keeps_the_run_limits(tmp_path, tiny_c
 
 
 # ---------------------------------------------------------------- Ctrl-C and divergence
+
 
 def interrupt_on_call(monkeypatch, k: int) -> None:
     """Send SIGINT to this process during the k-th training step, as a user's Ctrl-C would.
@@ -406,6 +399,7 @@ def test_update_overflow_never_saves_a_broken_checkpoint(corpus, tmp_path):
 
 # ---------------------------------------------------------------- gradcheck
 
+
 def test_gradcheck_vanilla_rnn():
     result = invoke("gradcheck", "--cell", "rnn", "--layers", 1)
     assert "l0.W_hh" in result.stdout
@@ -413,6 +407,7 @@ def test_gradcheck_vanilla_rnn():
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def test_empty_corpus(tmp_path):
     path = tmp_path / "empty.txt"
@@ -488,6 +483,7 @@ def test_resume_from_garbage(tmp_path, corpus):
 
 
 # ---------------------------------------------------------------- the compile notice
+
 
 def test_compile_notice_sees_a_numba_cache_dir(tmp_path, monkeypatch, capsys):
     """With NUMBA_CACHE_DIR set, Numba writes its index files into a subdirectory per source

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from helpers import clean_failure
 from rnncli import classify as C
 from rnncli.cli import main
 
@@ -36,19 +37,7 @@ def invoke(*args, ok=True, input=None):
 
 def fails(*args, code: int, input=None):
     """Run `rnn ARGS`, expecting a clean failure with exit code `code`; returns stderr."""
-    result = invoke(*args, ok=False, input=input)
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines()
-             if line.strip() and not line.startswith("Compiling the Numba kernels")]
-    if code == 1:
-        assert len(lines) == 1, result.stderr
-        assert lines[0].startswith("Error"), result.stderr
-    else:
-        assert any(line.startswith("Error:") for line in lines), result.stderr
-    return result.stderr
+    return clean_failure(invoke(*args, ok=False, input=input), code)
 
 
 def flat(text: str) -> str:
@@ -112,6 +101,7 @@ def predict(*args, input=None) -> list:
 
 
 # ---------------------------------------------------------------- train
+
 
 def test_train_prints_the_checkpoint_and_the_test_metrics(files, tmp_path):
     result = invoke("classify", "train", files["data"], "--test", files["test"], *TINY,
@@ -208,6 +198,7 @@ def test_two_runs_in_the_same_second_keep_both_checkpoints(files, tmp_path, monk
 
 # ---------------------------------------------------------------- GloVe
 
+
 def glove(tmp_path, rows, name="glove.txt") -> str:
     path = tmp_path / name
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -250,6 +241,7 @@ def test_glove_with_a_wrong_dimension(files, tmp_path):
 
 
 # ---------------------------------------------------------------- predict and eval
+
 
 def test_predict_one_line_per_input_line(ckpt, files):
     texts = [r.partition("\t")[2] for r in files["test_rows"][:6]]
@@ -316,6 +308,7 @@ def test_test_lines_with_unknown_labels_are_skipped_and_counted(ckpt, files, tmp
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def test_only_one_class(tmp_path):
     data = write(tmp_path / "one.txt", [r for r in lines(10, 0) if r.startswith("car\t")])

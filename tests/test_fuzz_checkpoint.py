@@ -6,10 +6,8 @@ The checkpoints are real ones, written once per module by tiny `rnn train` and
 `rnn classify train` runs, so they carry optimizer state and the full metadata.
 """
 
-import contextlib
 import io
 import json
-import signal
 import warnings
 import zipfile
 
@@ -19,6 +17,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import deadline
 from rnncli import classify, sample
 from rnncli.cli import main
 from rnncli.errors import CheckpointError
@@ -65,25 +64,8 @@ def tiny_corpus_text() -> str:
     return "Le café de la gare: Zoé a dit « déjà ! »\nThe naïve fiancée ordered crème brûlée.\n" * 3
 
 
-@contextlib.contextmanager
-def deadline(seconds: float):
-    """A loader that loops on a forged size (say 10^30 layers) fails the test instead of hanging it."""
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    except TimeoutError as e:
-        # A fresh exception: the interrupted frame may have no line number, which pytest cannot render.
-        raise AssertionError(str(e)) from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 # ---------------------------------------------------------------- building mutated archives
+
 
 def members(data: bytes) -> list:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -217,6 +199,7 @@ def apply_byte_edits(data: bytes, edits: list) -> bytes:
 
 
 # ---------------------------------------------------------------- the property
+
 
 def check_lm(path, original: dict) -> None:
     try:
@@ -366,6 +349,7 @@ def set_field(meta: dict, where: tuple, value) -> None:
 
 # ---------------------------------------------------------------- exhaustive sweeps, deterministic
 
+
 def test_lm_every_truncation_point(tmp_path, lm_bytes, lm_params):
     for cut in range(0, len(lm_bytes), 61):
         path = tmp_path / f"cut{cut}.npz"
@@ -390,6 +374,7 @@ def test_rebuilt_archive_is_equivalent(tmp_path, lm_bytes, lm_params, clf_bytes,
 
 
 # ---------------------------------------------------------------- resuming from damaged metadata
+
 
 @settings(FUZZ, max_examples=100)
 @given(data=st.data())

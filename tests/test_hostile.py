@@ -6,12 +6,10 @@ test_checkpoint.py checks the loader itself, test_fuzz_checkpoint.py throws gene
 it; here each case goes through the CLI the way a user meets it. Models are tiny (H <= 8).
 """
 
-import contextlib
 import glob
 import io
 import json
 import os
-import signal
 import warnings
 import zipfile
 
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from helpers import clean_failure, deadline
 from rnncli import model as M
 from rnncli import sample as core_sample
 from rnncli.cli import main
@@ -40,38 +39,8 @@ def ok(*args, input=None):
 
 
 def refused(*args, code: int, input=None) -> str:
-    """A clean refusal: exit `code`, no traceback, nothing on stdout; for exit 1 exactly one
-    `Error: ...` line on stderr. Returns stderr."""
-    result = run(*args, input=input)
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines()
-             if line.strip() and not line.startswith("Compiling the Numba kernels")]
-    if code == 1:
-        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    else:
-        assert any(line.startswith("Error: ") for line in lines), result.stderr
-    return result.stderr
-
-
-@contextlib.contextmanager
-def deadline(seconds: float):
-    """A huge size must be refused at once, not tried: fail instead of hanging or swapping."""
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    except TimeoutError as e:
-        # A fresh exception: the interrupted frame may have no line number, which pytest cannot render.
-        raise AssertionError(str(e)) from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    """Run `rnn ARGS`, expecting a clean refusal with exit code `code`; returns stderr."""
+    return clean_failure(run(*args, input=input), code)
 
 
 def train_lm(corpus, out, *extra, steps=2) -> str:
@@ -252,6 +221,7 @@ def test_the_trap_is_real(world, tmp_path):
 
 # ---------------------------------------------------------------- odd corpora
 
+
 def write_bytes(tmp_path, name, data: bytes) -> str:
     path = tmp_path / name
     path.write_bytes(data)
@@ -349,6 +319,7 @@ def test_a_one_megabyte_line(tmp_path):
 
 
 # ---------------------------------------------------------------- odd labelled data and GloVe files
+
 
 def write_text(tmp_path, name, text) -> str:
     path = tmp_path / name
@@ -476,6 +447,7 @@ def test_resume_with_a_directory_for_the_corpus(world, tmp_path):
 
 
 # ---------------------------------------------------------------- numerical faults
+
 
 def test_divergence_after_a_resume_keeps_both_checkpoints_byte_identical(world, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"

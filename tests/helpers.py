@@ -1,0 +1,38 @@
+"""Assertions shared by the CLI test files."""
+
+import contextlib
+import signal
+
+
+def clean_failure(result, code: int) -> str:
+    """A clean refusal: exit `code`, no traceback, nothing on stdout; for exit 1 exactly one
+    `Error: ...` line on stderr (besides the one-time compile notice). Returns stderr."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not line.startswith("Compiling the Numba kernels")]
+    if code == 1:
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    else:
+        assert any(line.startswith("Error: ") for line in lines), result.stderr
+    return result.stderr
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Fail the test instead of hanging it (a forged or huge size must be refused at once)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except TimeoutError as e:
+        # A fresh exception: the interrupted frame may have no line number, which pytest cannot render.
+        raise AssertionError(str(e)) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
