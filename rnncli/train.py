@@ -203,7 +203,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
     reporter.start({"run_dir": run_dir, "params": count_params(params), "vocab": corpus.vocab.size,
                     "train_chars": len(train_ids), "val_chars": len(val_ids), "batch_size": B,
                     "seq_len": T, "chunks_per_epoch": batches.chunks, "resumed_at": progress.step,
-                    "total_steps": _planned_steps(cfg, batches.chunks, progress)})
+                    "total_steps": _planned_steps(cfg, batches.chunks)})
     chars_per_step = B * T
     window_loss, window_steps, window_time = 0.0, 0, 0.0
     stop_reason = "epochs"
@@ -297,11 +297,13 @@ def _mean_speed(progress: _Progress, chars_per_step: int) -> float:
     return progress.step * chars_per_step / progress.step_seconds if progress.step_seconds > 0 else 0.0
 
 
-def _planned_steps(cfg: TrainConfig, chunks: int, progress: _Progress) -> int | None:
+def _planned_steps(cfg: TrainConfig, chunks: int) -> int:
+    """Steps the run plans (epochs, capped by --max-steps): the progress bar's total and ETA.
+    A time budget can only end the run earlier, so it does not remove the total."""
     total = cfg.epochs * chunks
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    return total if not cfg.max_time else None
+    return total
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
