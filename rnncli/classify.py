@@ -158,14 +158,14 @@ def forward(cfg: ClassifyConfig, params: dict, ids: np.ndarray, rev: np.ndarray,
     for i in range(len(cfg.dense)):
         W, b = params[f"d{i}.W"], params[f"d{i}.b"]
         a = np.empty((B, W.shape[0]), dtype)
-        k_lin.linear_forward(z, np.ascontiguousarray(W.T), b, a)
+        k_lin.linear_forward(z, W, b, a)
         np.maximum(a, 0, out=a)  # ReLU
         if masks.dense:
             a *= masks.dense[i]
         z = a
         cache["acts"].append(z)
     logits = np.empty((B, params["out.W"].shape[0]), dtype)
-    k_lin.linear_forward(z, np.ascontiguousarray(params["out.W"].T), params["out.b"], logits)
+    k_lin.linear_forward(z, params["out.W"], params["out.b"], logits)
     return logits, cache
 
 

@@ -158,18 +158,12 @@ def dropout_masks(cfg: ModelConfig, T: int, B: int, rng: np.random.Generator, dt
 
 # ---------------------------------------------------------------- the layer stack
 
-def _transposed(w: np.ndarray) -> np.ndarray:
-    # np.dot on a transposed view inside @njit is markedly slower than on a contiguous copy,
-    # and the copy costs one pass over the weights per call, not one per time step.
-    return np.ascontiguousarray(w.T)
-
-
 def _input_table(W_xh: np.ndarray, b: np.ndarray, embed: np.ndarray | None) -> np.ndarray:
     """(V, G·H): row v is W_xh x + b for token v, x one-hot (embed None) or embed[v]."""
     if embed is None:
         return np.ascontiguousarray(W_xh.T) + b
     table = np.empty((embed.shape[0], W_xh.shape[0]), W_xh.dtype)
-    k_lin.linear_forward(embed, _transposed(W_xh), b, table)
+    k_lin.linear_forward(embed, W_xh, b, table)
     return table
 
 
@@ -192,25 +186,33 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
     for k in range(L):
         p = f"{prefix}l{k}."
         W_xh, W_hh, b = params[p + "W_xh"], params[p + "W_hh"], params[p + "b"]
-        XP = work.get(f"{p}XP", (T, B, G * H))
+        # The input projections of all T steps, in one GEMM or gather. LSTM and vanilla RNN
+        # write them where the kernel completes them in place (gates, states); the GRU keeps
+        # them apart, because r scales only the recurrent part of its candidate.
+        Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
+        if cfg.cell == "gru":
+            XP = work.get(f"{p}XP", (T, B, G * H))
+        elif cfg.cell == "lstm":
+            XP = work.get(f"{p}gates", (T, B, G * H))
+        else:
+            XP = Hbuf[1:]
         XP2 = XP.reshape(T * B, G * H)
         if layer_in.ndim == 2:  # token ids: a row of the input table per token
             k_lin.gather_rows(_input_table(W_xh, b, embed), layer_in.reshape(T * B), XP2)
         else:
-            k_lin.linear_forward(layer_in.reshape(T * B, -1), _transposed(W_xh), b, XP2)
-        Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
+            k_lin.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
         Hbuf[0] = state[k, 0]
         gates = work.get(f"{p}gates", (T, B, G * H))
         if cfg.cell == "lstm":
             Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
             Cbuf[0] = state[k, 1]
-            k_lstm.forward(XP, Hbuf, Cbuf, _transposed(W_hh), gates)
+            k_lstm.forward(gates, Hbuf, Cbuf, W_hh)
             new_state[k, 1] = Cbuf[T]
         elif cfg.cell == "gru":
             HN = work.get(f"{p}HN", (T, B, H))
-            k_gru.forward(XP, Hbuf, _transposed(W_hh), params[p + "b_hn"], gates, HN)
+            k_gru.forward(XP, Hbuf, W_hh, params[p + "b_hn"], gates, HN)
         else:
-            k_rnn.forward(XP, Hbuf, _transposed(W_hh), code)
+            k_rnn.forward(Hbuf, W_hh, code)
         new_state[k, 0] = Hbuf[T]
         out = Hbuf[1:]
         if masks is not None:
@@ -307,7 +309,7 @@ def lm_forward(cfg: ModelConfig, params: dict, inputs: np.ndarray, state: np.nda
     top, new_state = stack_forward(cfg, params, x, state, work, masks, embed=embed)
     V = params["W_hy"].shape[0]
     logits = work.get("logits", (T * B, V))
-    k_lin.linear_forward(top.reshape(T * B, -1), _transposed(params["W_hy"]), params["b_y"], logits)
+    k_lin.linear_forward(top.reshape(T * B, -1), params["W_hy"], params["b_y"], logits)
     return logits, new_state, x, top
 
 

@@ -80,17 +80,17 @@ class Generator:
         dt = np.float32
         if cfg.embedding_size > 0:
             self.table0 = np.empty((lm.vocab.size, GH), dt)
-            k_lin.linear_forward(p["embed"], np.ascontiguousarray(p["l0.W_xh"].T), p["l0.b"], self.table0)
+            k_lin.linear_forward(p["embed"], p["l0.W_xh"], p["l0.b"], self.table0)
         else:
             self.table0 = np.ascontiguousarray(p["l0.W_xh"].T + p["l0.b"], dt)
-        self.W_xhT_up = np.ascontiguousarray(np.stack([p[f"l{k}.W_xh"].T for k in range(1, L)]) if L > 1
-                                             else np.zeros((0, H, GH), dt), dt)
+        self.W_xh_up = np.ascontiguousarray(np.stack([p[f"l{k}.W_xh"] for k in range(1, L)]) if L > 1
+                                            else np.zeros((0, GH, H), dt), dt)
         self.b_up = np.ascontiguousarray(np.stack([p[f"l{k}.b"] for k in range(1, L)]) if L > 1
                                          else np.zeros((0, GH), dt), dt)
-        self.W_hhT = np.ascontiguousarray(np.stack([p[f"l{k}.W_hh"].T for k in range(L)]), dt)
+        self.W_hh = np.ascontiguousarray(np.stack([p[f"l{k}.W_hh"] for k in range(L)]), dt)
         self.b_hn = np.ascontiguousarray(np.stack([p[f"l{k}.b_hn"] for k in range(L)]) if cfg.cell == "gru"
                                          else np.zeros((L, H), dt), dt)
-        self.W_hyT = np.ascontiguousarray(p["W_hy"].T, dt)
+        self.W_hy = np.ascontiguousarray(p["W_hy"], dt)
         self.b_y = np.ascontiguousarray(p["b_y"], dt)
         self.cell = CELLS.index(cfg.cell)
         self.code = ("tanh", "relu", "sigmoid").index(cfg.activation)
@@ -114,8 +114,8 @@ class Generator:
         while produced < length:
             n = min(CHUNK, length - produced)
             out = np.empty((n, 1), np.int32)
-            k_sampling.generate(self.cell, self.code, self.table0, self.W_xhT_up, self.b_up, self.W_hhT,
-                                self.b_hn, self.W_hyT, self.b_y, state, feed, inv_temp, top_k,
+            k_sampling.generate(self.cell, self.code, self.table0, self.W_xh_up, self.b_up, self.W_hh,
+                                self.b_hn, self.W_hy, self.b_y, state, feed, inv_temp, top_k,
                                 rng.random((n, 1)), out)
             feed = out[-1:].copy()
             produced += n

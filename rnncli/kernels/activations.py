@@ -16,7 +16,7 @@ sigmoid(x) = (1 + tanh(x/2)) / 2 inherits it (max error 1.9e-7).
 """
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 TANH, RELU, SIGMOID = 0, 1, 2  # vanilla RNN activation codes, in config.ACTIVATIONS order
@@ -63,22 +63,3 @@ def _sigmoid_typed(x, one):
     if _is_float32(x):
         return lambda x, one: HALF32 + HALF32 * tanh(HALF32 * x)
     return lambda x, one: one / (one + np.exp(-x))
-
-
-@njit(cache=True, error_model="numpy")
-def activate(a, code, one):
-    if code == TANH:
-        return tanh(a)
-    if code == RELU:
-        return a if a > 0 else a * 0
-    return sigmoid(a, one)
-
-
-@njit(cache=True, error_model="numpy")
-def activation_grad(y, code, one):
-    """d act / d a, from the output y = act(a)."""
-    if code == TANH:
-        return one - y * y  # through tanh: 1 - h²
-    if code == RELU:
-        return one if y > 0 else y * 0
-    return y * (one - y)  # through sigmoid: s(1 - s)

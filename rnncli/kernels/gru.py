@@ -7,44 +7,90 @@ Gate order of the fused weights: r, z, n as row blocks of W_xh (3H, D), W_hh (3H
     h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
 
 b_hn (H,) is the one bias that cannot be folded into b, because r multiplies it.
+
+Layout: XP (T, B, 3H) holds W_xh x_t + b for all t (one GEMM or a table gather, by the caller);
+each step's recurrent product W_hh h_{t-1} lands in that step's gates row block, which leaves
+holding r, z, n for the backward pass. Elementwise work runs gate block by gate block over
+contiguous rows, one short loop each, which is what LLVM vectorises.
 """
 
 import numpy as np
 from numba import njit
 
 from rnncli.kernels.activations import sigmoid, tanh
+from rnncli.kernels.gemm import gemm
 
 
 @njit(cache=True, error_model="numpy")
-def step_forward(xp, h_prev, W_hhT, b_hn, gates, hn, h):
-    """One step. xp (B, 3H); h_prev, h (B, H); W_hhT (H, 3H); b_hn (H,).
-
-    gates (B, 3H) receives the activated r, z, n; hn (B, H) receives W_hn h_{t-1} + b_hn.
-    """
-    np.dot(h_prev, W_hhT, gates)
-    one = h.dtype.type(1.0)
+def cell_forward(xp, h_prev, b_hn, gates, hn, h):
+    """gates (B, 3H): W_hh h_{t-1} in, activated r, z, n out. xp (B, 3H); h_prev, h (B, H)
+    (h written); hn (B, H) receives W_hn h_{t-1} + b_hn, which the backward pass needs."""
     B, H = h.shape
+    one = h.dtype.type(1.0)
     for b in range(B):
+        xrow, grow = xp[b], gates[b]
+        x_r, x_z, x_n = xrow[:H], xrow[H:2 * H], xrow[2 * H:]
+        r, z, n = grow[:H], grow[H:2 * H], grow[2 * H:]
+        hnb, hp, hb = hn[b], h_prev[b], h[b]
         for j in range(H):
-            r = sigmoid(xp[b, j] + gates[b, j], one)
-            z = sigmoid(xp[b, H + j] + gates[b, H + j], one)
-            hn_j = gates[b, 2 * H + j] + b_hn[j]
-            n = tanh(xp[b, 2 * H + j] + r * hn_j)
-            h[b, j] = (one - z) * n + z * h_prev[b, j]
-            gates[b, j] = r
-            gates[b, H + j] = z
-            gates[b, 2 * H + j] = n
-            hn[b, j] = hn_j
+            r[j] = sigmoid(x_r[j] + r[j], one)
+        for j in range(H):
+            z[j] = sigmoid(x_z[j] + z[j], one)
+        for j in range(H):
+            hnb[j] = n[j] + b_hn[j]
+        for j in range(H):
+            n[j] = tanh(x_n[j] + r[j] * hnb[j])
+        for j in range(H):
+            hb[j] = (one - z[j]) * n[j] + z[j] * hp[j]
 
 
 @njit(cache=True)
-def forward(XP, Hbuf, W_hhT, b_hn, gates, HN):
+def step_forward(xp, h_prev, W_hh, b_hn, gates, hn, h):
+    """One step. xp (B, 3H); h_prev, h (B, H); W_hh (3H, H); b_hn (H,); gates (B, 3H) and
+    hn (B, H) written (see cell_forward)."""
+    gemm(h_prev, W_hh, gates, False, True, 1.0, 0.0)
+    cell_forward(xp, h_prev, b_hn, gates, hn, h)
+
+
+@njit(cache=True)
+def forward(XP, Hbuf, W_hh, b_hn, gates, HN):
     """All T steps. gates (T, B, 3H), HN (T, B, H) written; Hbuf[0] = h_0 set by the caller."""
     for t in range(XP.shape[0]):
-        step_forward(XP[t], Hbuf[t], W_hhT, b_hn, gates[t], HN[t], Hbuf[t + 1])
+        step_forward(XP[t], Hbuf[t], W_hh, b_hn, gates[t], HN[t], Hbuf[t + 1])
 
 
 @njit(cache=True, error_model="numpy")
+def cell_backward(gates, hn, h_prev, dh_in, dh_next, dh, dxp, dhp):
+    """One step back. gates (B, 3H) activated; hn, h_prev, dh_in (B, H). dh (B, H) scratch.
+    dh_next (B, H): in, from step t+1; out: the direct part dh·z of dL/dh_{t-1} (the caller
+    adds W_hhᵀ dhp). dxp, dhp (B, 3H) written (see backward)."""
+    B, H = dh_in.shape
+    one = dh_in.dtype.type(1.0)
+    for b in range(B):
+        grow, dxrow, dhrow = gates[b], dxp[b], dhp[b]
+        r, z, n = grow[:H], grow[H:2 * H], grow[2 * H:]
+        dx_r, dx_z, dx_n = dxrow[:H], dxrow[H:2 * H], dxrow[2 * H:]
+        dh_r, dh_z, dh_n = dhrow[:H], dhrow[H:2 * H], dhrow[2 * H:]
+        d, dib, dnb, hnb, hp = dh[b], dh_in[b], dh_next[b], hn[b], h_prev[b]
+        for j in range(H):
+            d[j] = dib[j] + dnb[j]
+        for j in range(H):
+            dx_n[j] = d[j] * (one - z[j]) * (one - n[j] * n[j])
+        for j in range(H):
+            dx_z[j] = d[j] * (hp[j] - n[j]) * z[j] * (one - z[j])
+        for j in range(H):
+            dx_r[j] = dx_n[j] * hnb[j] * r[j] * (one - r[j])
+        for j in range(H):
+            dh_r[j] = dx_r[j]
+        for j in range(H):
+            dh_z[j] = dx_z[j]
+        for j in range(H):
+            dh_n[j] = dx_n[j] * r[j]
+        for j in range(H):
+            dnb[j] = d[j] * z[j]  # through h_t = ... + z ⊙ h_{t-1}
+
+
+@njit(cache=True)
 def backward(Hbuf, gates, HN, W_hh, dH, dh_next, dXP, dHP):
     """Backprop through time, t = T-1 .. 0.
 
@@ -53,27 +99,7 @@ def backward(Hbuf, gates, HN, W_hh, dH, dh_next, dXP, dHP):
     dHP (T, B, 3H) written: gradient at W_hh h_{t-1} (+ b_hn for the n block), for W_hh and b_hn.
     They differ only in the n block, where the recurrent term is scaled by r.
     """
-    T, B, H = dH.shape
-    one = dH.dtype.type(1.0)
-    direct = np.empty_like(dh_next)  # dL/dh_{t-1} through h_t = ... + z ⊙ h_{t-1}
-    for t in range(T - 1, -1, -1):
-        gt = gates[t]
-        h_prev = Hbuf[t]
-        for b in range(B):
-            for j in range(H):
-                r = gt[b, j]
-                z = gt[b, H + j]
-                n = gt[b, 2 * H + j]
-                dh = dH[t, b, j] + dh_next[b, j]
-                dn_raw = dh * (one - z) * (one - n * n)
-                dz_raw = dh * (h_prev[b, j] - n) * z * (one - z)
-                dr_raw = dn_raw * HN[t, b, j] * r * (one - r)
-                dXP[t, b, j] = dr_raw
-                dXP[t, b, H + j] = dz_raw
-                dXP[t, b, 2 * H + j] = dn_raw
-                dHP[t, b, j] = dr_raw
-                dHP[t, b, H + j] = dz_raw
-                dHP[t, b, 2 * H + j] = dn_raw * r
-                direct[b, j] = dh * z
-        np.dot(dHP[t], W_hh, dh_next)
-        dh_next += direct
+    dh = np.empty_like(dh_next)
+    for t in range(dH.shape[0] - 1, -1, -1):
+        cell_backward(gates[t], HN[t], Hbuf[t], dH[t], dh_next, dh, dXP[t], dHP[t])
+        gemm(dHP[t], W_hh, dh_next, False, False, 1.0, 1.0)

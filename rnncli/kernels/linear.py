@@ -7,21 +7,22 @@ and weight gradients summed over time, as single GEMMs on (T*B, D) matrices.
 import numpy as np
 from numba import njit
 
+from rnncli.kernels.gemm import gemm
+
 
 @njit(cache=True)
-def linear_forward(X, W_T, b, Y):
-    """Y = X @ W_T + b.  X (N, D), W_T (D, M) contiguous transpose of W (M, D), b (M,), Y (N, M)."""
-    np.dot(X, W_T, Y)
+def linear_forward(X, W, b, Y):
+    """Y = X Wᵀ + b.  X (N, D), W (M, D), b (M,), Y (N, M)."""
     N, M = Y.shape
     for n in range(N):
-        for m in range(M):
-            Y[n, m] += b[m]
+        Y[n, :] = b
+    gemm(X, W, Y, False, True, 1.0, 1.0)
 
 
 @njit(cache=True)
 def linear_weight_grad(X, dY, dW):
     """dW += dYᵀ X.  X (N, D), dY (N, M), dW (M, D)."""
-    dW += np.dot(dY.T, X)
+    gemm(dY, X, dW, True, False, 1.0, 1.0)
 
 
 @njit(cache=True)
@@ -36,7 +37,7 @@ def add_column_sums(dY, db):
 @njit(cache=True)
 def linear_input_grad(dY, W, dX):
     """dX = dY @ W.  dY (N, M), W (M, D), dX (N, D) written."""
-    np.dot(dY, W, dX)
+    gemm(dY, W, dX, False, False, 1.0, 0.0)
 
 
 @njit(cache=True)

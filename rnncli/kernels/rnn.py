@@ -1,35 +1,71 @@
 """Vanilla RNN layer:  h_t = act(W_xh x_t + W_hh h_{t-1} + b_h).
 
-Layout: time-major. XP (T, B, H) holds W_xh x_t + b_h for all t (one GEMM, done by the caller).
-Hbuf (T+1, B, H): Hbuf[0] is h_0 (the carried state), Hbuf[t+1] is h_t, so Hbuf[:-1] is the
-matrix of previous states the weight gradient needs, with no copy.
+Layout: time-major. Hbuf (T+1, B, H): Hbuf[0] is h_0 (the carried state), Hbuf[t+1] is h_t, so
+Hbuf[:-1] is the matrix of previous states the weight gradient needs, with no copy. Hbuf[1:]
+arrives holding W_xh x_t + b_h for all t (one GEMM or a table gather, done by the caller); each
+step adds W_hh h_{t-1} in place and applies the activation there.
 """
 
 import numpy as np
 from numba import njit
 
-from rnncli.kernels.activations import activate, activation_grad
+from rnncli.kernels.activations import RELU, TANH, sigmoid, tanh
+from rnncli.kernels.gemm import gemm
 
 
 @njit(cache=True, error_model="numpy")
-def step_forward(xp, h_prev, W_hhT, code, h):
-    """One step. xp, h_prev, h (B, H); W_hhT (H, H) = W_hhᵀ contiguous; h written."""
-    np.dot(h_prev, W_hhT, h)
-    one = h.dtype.type(1.0)
-    B, H = h.shape
+def activate_rows(a, code):
+    """a (B, H) = act(a) in place. One loop per activation, so each vectorises."""
+    one = a.dtype.type(1.0)
+    zero = a.dtype.type(0.0)
+    B, H = a.shape
     for b in range(B):
-        for j in range(H):
-            h[b, j] = activate(xp[b, j] + h[b, j], code, one)
+        row = a[b]
+        if code == TANH:
+            for j in range(H):
+                row[j] = tanh(row[j])
+        elif code == RELU:
+            for j in range(H):
+                row[j] = max(row[j], zero)
+        else:
+            for j in range(H):
+                row[j] = sigmoid(row[j], one)
 
 
 @njit(cache=True)
-def forward(XP, Hbuf, W_hhT, code):
-    """All T steps. XP (T, B, H); Hbuf (T+1, B, H) with Hbuf[0] = h_0 set by the caller."""
-    for t in range(XP.shape[0]):
-        step_forward(XP[t], Hbuf[t], W_hhT, code, Hbuf[t + 1])
+def step_forward(h_prev, W_hh, code, h):
+    """One step. h (B, H): W_xh x_t + b_h in, h_t out; h_prev (B, H); W_hh (H, H)."""
+    gemm(h_prev, W_hh, h, False, True, 1.0, 1.0)
+    activate_rows(h, code)
+
+
+@njit(cache=True)
+def forward(Hbuf, W_hh, code):
+    """All T steps. Hbuf (T+1, B, H): h_0 and the input projections in, states out."""
+    for t in range(Hbuf.shape[0] - 1):
+        step_forward(Hbuf[t], W_hh, code, Hbuf[t + 1])
 
 
 @njit(cache=True, error_model="numpy")
+def _raw_grad(h, dh_in, dh_next, code, da):
+    """da = (dh_in + dh_next) · act'(a), act' from the output h (all (B, H))."""
+    one = h.dtype.type(1.0)
+    zero = h.dtype.type(0.0)
+    B, H = h.shape
+    for b in range(B):
+        hb, dib, dnb, dab = h[b], dh_in[b], dh_next[b], da[b]
+        if code == TANH:  # through tanh: 1 - h²
+            for j in range(H):
+                dab[j] = (dib[j] + dnb[j]) * (one - hb[j] * hb[j])
+        elif code == RELU:
+            for j in range(H):
+                dab[j] = (dib[j] + dnb[j]) if hb[j] > zero else zero
+        else:  # through sigmoid: s(1 - s)
+            for j in range(H):
+                dab[j] = (dib[j] + dnb[j]) * hb[j] * (one - hb[j])
+
+
+@njit(cache=True)
 def backward(Hbuf, W_hh, code, dH, dh_next, dA):
     """Backprop through time, t = T-1 .. 0.
 
@@ -38,14 +74,6 @@ def backward(Hbuf, W_hh, code, dH, dh_next, dA):
     dA (T, B, H) written: dL/da_t at the pre-activation (dh_raw), from which dW_xh, dW_hh, db_h
     are one GEMM each.
     """
-    T, B, H = dH.shape
-    one = dH.dtype.type(1.0)
-    for t in range(T - 1, -1, -1):
-        h = Hbuf[t + 1]
-        da = dA[t]
-        dh = dH[t]
-        for b in range(B):
-            for j in range(H):
-                da[b, j] = (dh[b, j] + dh_next[b, j]) * activation_grad(h[b, j], code, one)
-        # dh_next = W_hhᵀ dh_raw, written in row form
-        np.dot(da, W_hh, dh_next)
+    for t in range(dH.shape[0] - 1, -1, -1):
+        _raw_grad(Hbuf[t + 1], dH[t], dh_next, code, dA[t])
+        gemm(dA[t], W_hh, dh_next, False, False, 1.0, 0.0)  # dh_next = W_hhᵀ dh_raw, in row form

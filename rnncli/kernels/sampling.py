@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from rnncli.kernels import gru, lstm, rnn
+from rnncli.kernels.gemm import gemm
 
 RNN, LSTM, GRU = 0, 1, 2  # cell codes, in config.CELLS order
 
@@ -46,19 +47,19 @@ def _draw(logits, inv_temp, top_k, u, probs):
 
 
 @njit(cache=True)
-def generate(cell, code, table0, W_xhT_up, b_up, W_hhT, b_hn, W_hyT, b_y,
+def generate(cell, code, table0, W_xh_up, b_up, W_hh, b_hn, W_hy, b_y,
              state, tokens, inv_temp, top_k, uniforms, out):
     """Feed tokens and sample what follows, for B streams at once.
 
-    cell: RNN/LSTM/GRU; code: vanilla activation code. table0 (V, G·H); W_xhT_up (L-1, H, G·H)
-    and b_up (L-1, G·H) for layers 1..L-1; W_hhT (L, H, G·H); b_hn (L, H) (GRU, else zeros);
-    W_hyT (H, V); b_y (V,). state (L, S, B, H) in/out.
+    cell: RNN/LSTM/GRU; code: vanilla activation code. table0 (V, G·H); W_xh_up (L-1, G·H, H)
+    and b_up (L-1, G·H) for layers 1..L-1; W_hh (L, G·H, H); b_hn (L, H) (GRU, else zeros);
+    W_hy (V, H); b_y (V,). state (L, S, B, H) in/out.
     tokens (P, B) int32: the prime, fed in order (P >= 1); its last row conditions the first draw.
     uniforms (n, B): one U[0,1) number per draw; out (n, B) int32 written.
     """
     L, S, B, H = state.shape
-    GH = W_hhT.shape[2]
-    V = W_hyT.shape[1]
+    GH = W_hh.shape[1]
+    V = W_hy.shape[0]
     xp = np.empty((B, GH), state.dtype)
     gates = np.empty((B, GH), state.dtype)
     hn = np.empty((B, H), state.dtype)
@@ -70,28 +71,27 @@ def generate(cell, code, table0, W_xhT_up, b_up, W_hhT, b_hn, W_hyT, b_y,
     n = out.shape[0]
     for i in range(P + n - 1):
         for k in range(L):
+            # xp = this layer's input projection: a table row for layer 0, a product above
             if k == 0:
                 for b in range(B):
-                    tok = tokens[i, b] if i < P else out[i - P, b]
-                    for j in range(GH):
-                        xp[b, j] = table0[tok, j]
+                    xp[b, :] = table0[tokens[i, b] if i < P else out[i - P, b]]
             else:
-                np.dot(state[k - 1, 0], W_xhT_up[k - 1], xp)
                 for b in range(B):
-                    for j in range(GH):
-                        xp[b, j] += b_up[k - 1, j]
+                    xp[b, :] = b_up[k - 1]
+                gemm(state[k - 1, 0], W_xh_up[k - 1], xp, False, True, 1.0, 1.0)
             if cell == LSTM:
-                lstm.step_forward(xp, state[k, 0], state[k, 1], W_hhT[k], gates, c_new, h_new)
+                lstm.step_forward(xp, state[k, 0], state[k, 1], W_hh[k], c_new, h_new)
                 state[k, 1] = c_new
             elif cell == GRU:
-                gru.step_forward(xp, state[k, 0], W_hhT[k], b_hn[k], gates, hn, h_new)
+                gru.step_forward(xp, state[k, 0], W_hh[k], b_hn[k], gates, hn, h_new)
             else:
-                rnn.step_forward(xp, state[k, 0], W_hhT[k], code, h_new)
+                h_new[:] = xp
+                rnn.step_forward(state[k, 0], W_hh[k], code, h_new)
             state[k, 0] = h_new
         if i >= P - 1:
-            np.dot(state[L - 1, 0], W_hyT, logits)
             r = i - (P - 1)
             for b in range(B):
-                for v in range(V):
-                    logits[b, v] += b_y[v]
+                logits[b, :] = b_y
+            gemm(state[L - 1, 0], W_hy, logits, False, True, 1.0, 1.0)
+            for b in range(B):
                 out[r, b] = _draw(logits[b], inv_temp, top_k, uniforms[r, b], probs)
