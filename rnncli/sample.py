@@ -13,6 +13,7 @@ from rnncli import model as M
 from rnncli.config import CELLS, ModelConfig, model_config_from_dict
 from rnncli.errors import CheckpointError, ConfigError, RnnError
 from rnncli.kernels import linear as k_lin
+from rnncli.kernels import panel as k_panel
 from rnncli.kernels import sampling as k_sampling
 from rnncli.text import Vocab
 
@@ -91,6 +92,10 @@ class Generator:
         self.b_hn = np.ascontiguousarray(np.stack([p[f"l{k}.b_hn"] for k in range(L)]) if cfg.cell == "gru"
                                          else np.zeros((L, H), dt), dt)
         self.W_hy = np.ascontiguousarray(p["W_hy"], dt)
+        # each matrix packed once for the generation kernel's products
+        self.P_xh_up = _packed_stack(self.W_xh_up)
+        self.P_hh = _packed_stack(self.W_hh)
+        self.P_hy = k_panel.packed(self.W_hy, True)
         self.b_y = np.ascontiguousarray(p["b_y"], dt)
         self.cell = CELLS.index(cfg.cell)
         self.code = ("tanh", "relu", "sigmoid").index(cfg.activation)
@@ -114,8 +119,8 @@ class Generator:
         while produced < length:
             n = min(CHUNK, length - produced)
             out = np.empty((n, 1), np.int32)
-            k_sampling.generate(self.cell, self.code, self.table0, self.W_xh_up, self.b_up, self.W_hh,
-                                self.b_hn, self.W_hy, self.b_y, state, feed, inv_temp, top_k,
+            k_sampling.generate(self.cell, self.code, self.table0, self.W_xh_up, self.P_xh_up, self.b_up,
+                                self.W_hh, self.P_hh, self.b_hn, self.W_hy, self.P_hy, self.b_y, state, feed, inv_temp, top_k,
                                 rng.random((n, 1)), out)
             feed = out[-1:].copy()
             produced += n
@@ -128,6 +133,14 @@ class Generator:
                     return
                 tail = window[-(len(stop) - 1):] if len(stop) > 1 else ""
             yield piece
+
+
+def _packed_stack(W: np.ndarray) -> np.ndarray:
+    """panel.packed(W[k], True) for each matrix of a stack (L, N, K), stacked; (0, ...) if L = 0."""
+    N, K = W.shape[1], W.shape[2]
+    if W.shape[0] == 0:
+        return np.zeros((0, -(-N // k_panel.NR), K, k_panel.NR), W.dtype)
+    return np.stack([k_panel.packed(w, True) for w in W])
 
 
 def prime_ids(lm: LanguageModel, prime: str, drop_unknown: bool) -> np.ndarray:

@@ -13,6 +13,7 @@ asked for as Cᵀ = op(B)ᵀ op(A)ᵀ, which needs no data movement.
 
 import numpy as np
 from numba import njit, types
+from numba.extending import overload
 
 _XXGEMM_SIG = types.intc(types.char, types.char, types.char,  # kind ('s'/'d'), transa, transb
                          types.intp, types.intp, types.intp,  # m, n, k
@@ -30,17 +31,26 @@ def _row_stride(X):
     return max(X.strides[0] // X.itemsize, X.shape[1], 1)
 
 
-@njit(cache=True)
 def gemm(A, B, C, trans_a, trans_b, alpha, beta):
     """C = alpha · op(A) · op(B) + beta · C, op(X) = Xᵀ when trans_x. C (m, n) written in place;
-    op(A) (m, k), op(B) (k, n). With beta = 0, C's old contents are ignored (NaN included)."""
-    m, n = C.shape
-    k = A.shape[0] if trans_a else A.shape[1]
-    if m == 0 or n == 0:
-        return
-    scalars = np.empty(2, C.dtype)
-    scalars[0] = alpha
-    scalars[1] = beta
-    _xxgemm(_S if C.itemsize == 4 else _D, _T if trans_b else _N, _T if trans_a else _N,
-            n, m, k, scalars[0:].ctypes, B.ctypes, _row_stride(B), A.ctypes, _row_stride(A),
-            scalars[1:].ctypes, C.ctypes, _row_stride(C))
+    op(A) (m, k), op(B) (k, n). With beta = 0, C's old contents are ignored (NaN included).
+
+    This body is what runs under NUMBA_DISABLE_JIT=1; compiled callers get _gemm_blas."""
+    product = (A.T if trans_a else A) @ (B.T if trans_b else B)
+    C[...] = alpha * product if beta == 0 else alpha * product + beta * C
+
+
+@overload(gemm, jit_options={"cache": True})
+def _gemm_blas(A, B, C, trans_a, trans_b, alpha, beta):
+    def impl(A, B, C, trans_a, trans_b, alpha, beta):
+        m, n = C.shape
+        k = A.shape[0] if trans_a else A.shape[1]
+        if m == 0 or n == 0:
+            return
+        scalars = np.empty(2, C.dtype)
+        scalars[0] = alpha
+        scalars[1] = beta
+        _xxgemm(_S if C.itemsize == 4 else _D, _T if trans_b else _N, _T if trans_a else _N,
+                n, m, k, scalars[0:].ctypes, B.ctypes, _row_stride(B), A.ctypes, _row_stride(A),
+                scalars[1:].ctypes, C.ctypes, _row_stride(C))
+    return impl

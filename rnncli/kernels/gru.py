@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from rnncli.kernels.activations import sigmoid, tanh
-from rnncli.kernels.gemm import gemm
+from rnncli.kernels import panel
 
 
 @njit(cache=True, error_model="numpy")
@@ -45,18 +45,19 @@ def cell_forward(xp, h_prev, b_hn, gates, hn, h):
 
 
 @njit(cache=True)
-def step_forward(xp, h_prev, W_hh, b_hn, gates, hn, h):
-    """One step. xp (B, 3H); h_prev, h (B, H); W_hh (3H, H); b_hn (H,); gates (B, 3H) and
-    hn (B, H) written (see cell_forward)."""
-    gemm(h_prev, W_hh, gates, False, True, 1.0, 0.0)
+def step_forward(xp, h_prev, W_hh, P_hh, b_hn, gates, hn, h):
+    """One step. xp (B, 3H); h_prev, h (B, H); W_hh (3H, H), P_hh = panel.packed(W_hh, True);
+    b_hn (H,); gates (B, 3H) and hn (B, H) written (see cell_forward)."""
+    panel.product_or_gemm(h_prev, W_hh, True, P_hh, gates, False)
     cell_forward(xp, h_prev, b_hn, gates, hn, h)
 
 
 @njit(cache=True)
 def forward(XP, Hbuf, W_hh, b_hn, gates, HN):
     """All T steps. gates (T, B, 3H), HN (T, B, H) written; Hbuf[0] = h_0 set by the caller."""
+    P_hh = panel.packed(W_hh, True)
     for t in range(XP.shape[0]):
-        step_forward(XP[t], Hbuf[t], W_hh, b_hn, gates[t], HN[t], Hbuf[t + 1])
+        step_forward(XP[t], Hbuf[t], W_hh, P_hh, b_hn, gates[t], HN[t], Hbuf[t + 1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -100,6 +101,7 @@ def backward(Hbuf, gates, HN, W_hh, dH, dh_next, dXP, dHP):
     They differ only in the n block, where the recurrent term is scaled by r.
     """
     dh = np.empty_like(dh_next)
+    P_hh = panel.packed(W_hh, False)
     for t in range(dH.shape[0] - 1, -1, -1):
         cell_backward(gates[t], HN[t], Hbuf[t], dH[t], dh_next, dh, dXP[t], dHP[t])
-        gemm(dHP[t], W_hh, dh_next, False, False, 1.0, 1.0)
+        panel.product_or_gemm(dHP[t], W_hh, False, P_hh, dh_next, True)

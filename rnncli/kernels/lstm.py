@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from rnncli.kernels.activations import sigmoid, tanh
-from rnncli.kernels.gemm import gemm
+from rnncli.kernels import panel
 
 
 @njit(cache=True, error_model="numpy")
@@ -45,17 +45,19 @@ def cell_forward(gates, c_prev, c, h):
 
 
 @njit(cache=True)
-def step_forward(gates, h_prev, c_prev, W_hh, c, h):
-    """One step. gates (B, 4H): input projection in, activated gates out; W_hh (4H, H)."""
-    gemm(h_prev, W_hh, gates, False, True, 1.0, 1.0)  # a = (W_xh x_t + b) + W_hh h_{t-1}
+def step_forward(gates, h_prev, c_prev, W_hh, P_hh, c, h):
+    """One step. gates (B, 4H): input projection in, activated gates out; W_hh (4H, H) and
+    P_hh = panel.packed(W_hh, True)."""
+    panel.product_or_gemm(h_prev, W_hh, True, P_hh, gates, True)  # a = (W_xh x_t + b) + W_hh h_{t-1}
     cell_forward(gates, c_prev, c, h)
 
 
 @njit(cache=True)
 def forward(Gates, Hbuf, Cbuf, W_hh):
     """All T steps; Hbuf[0], Cbuf[0] = carried state set by the caller."""
+    P_hh = panel.packed(W_hh, True)
     for t in range(Gates.shape[0]):
-        step_forward(Gates[t], Hbuf[t], Cbuf[t], W_hh, Cbuf[t + 1], Hbuf[t + 1])
+        step_forward(Gates[t], Hbuf[t], Cbuf[t], W_hh, P_hh, Cbuf[t + 1], Hbuf[t + 1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -94,6 +96,7 @@ def backward(Cbuf, Gates, W_hh, dH, dh_next, dc_next, dG):
     (zeros for truncated BPTT); on return dL/dh_0 and dL/dc_0. dG (T, B, 4H) written: gradients
     at the gate pre-activations, in i, f, g, o order.
     """
+    P_hh = panel.packed(W_hh, False)
     for t in range(dH.shape[0] - 1, -1, -1):
         cell_backward(Gates[t], Cbuf[t], Cbuf[t + 1], dH[t], dh_next, dc_next, dG[t])
-        gemm(dG[t], W_hh, dh_next, False, False, 1.0, 0.0)  # dh_{t-1} = W_hhᵀ da, in row form
+        panel.product_or_gemm(dG[t], W_hh, False, P_hh, dh_next, False)  # dh_{t-1} = W_hhᵀ da, in row form

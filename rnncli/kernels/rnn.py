@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from rnncli.kernels.activations import RELU, TANH, sigmoid, tanh
-from rnncli.kernels.gemm import gemm
+from rnncli.kernels import panel
 
 
 @njit(cache=True, error_model="numpy")
@@ -33,17 +33,19 @@ def activate_rows(a, code):
 
 
 @njit(cache=True)
-def step_forward(h_prev, W_hh, code, h):
-    """One step. h (B, H): W_xh x_t + b_h in, h_t out; h_prev (B, H); W_hh (H, H)."""
-    gemm(h_prev, W_hh, h, False, True, 1.0, 1.0)
+def step_forward(h_prev, W_hh, P_hh, code, h):
+    """One step. h (B, H): W_xh x_t + b_h in, h_t out; h_prev (B, H); W_hh (H, H) and
+    P_hh = panel.packed(W_hh, True)."""
+    panel.product_or_gemm(h_prev, W_hh, True, P_hh, h, True)
     activate_rows(h, code)
 
 
 @njit(cache=True)
 def forward(Hbuf, W_hh, code):
     """All T steps. Hbuf (T+1, B, H): h_0 and the input projections in, states out."""
+    P_hh = panel.packed(W_hh, True)
     for t in range(Hbuf.shape[0] - 1):
-        step_forward(Hbuf[t], W_hh, code, Hbuf[t + 1])
+        step_forward(Hbuf[t], W_hh, P_hh, code, Hbuf[t + 1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -74,6 +76,7 @@ def backward(Hbuf, W_hh, code, dH, dh_next, dA):
     dA (T, B, H) written: dL/da_t at the pre-activation (dh_raw), from which dW_xh, dW_hh, db_h
     are one GEMM each.
     """
+    P_hh = panel.packed(W_hh, False)
     for t in range(dH.shape[0] - 1, -1, -1):
         _raw_grad(Hbuf[t + 1], dH[t], dh_next, code, dA[t])
-        gemm(dA[t], W_hh, dh_next, False, False, 1.0, 0.0)  # dh_next = W_hhᵀ dh_raw, in row form
+        panel.product_or_gemm(dA[t], W_hh, False, P_hh, dh_next, False)  # dh_next = W_hhᵀ dh_raw

@@ -9,8 +9,7 @@ products and the output projection, with no Python in between.
 import numpy as np
 from numba import njit
 
-from rnncli.kernels import gru, lstm, rnn
-from rnncli.kernels.gemm import gemm
+from rnncli.kernels import gru, lstm, panel, rnn
 
 RNN, LSTM, GRU = 0, 1, 2  # cell codes, in config.CELLS order
 
@@ -47,13 +46,14 @@ def _draw(logits, inv_temp, top_k, u, probs):
 
 
 @njit(cache=True)
-def generate(cell, code, table0, W_xh_up, b_up, W_hh, b_hn, W_hy, b_y,
+def generate(cell, code, table0, W_xh_up, P_xh_up, b_up, W_hh, P_hh, b_hn, W_hy, P_hy, b_y,
              state, tokens, inv_temp, top_k, uniforms, out):
     """Feed tokens and sample what follows, for B streams at once.
 
     cell: RNN/LSTM/GRU; code: vanilla activation code. table0 (V, G·H); W_xh_up (L-1, G·H, H)
     and b_up (L-1, G·H) for layers 1..L-1; W_hh (L, G·H, H); b_hn (L, H) (GRU, else zeros);
-    W_hy (V, H); b_y (V,). state (L, S, B, H) in/out.
+    W_hy (V, H); b_y (V,). P_xh_up, P_hh, P_hy: each weight matrix packed for its product,
+    panel.packed(W, True) (stacked per layer). state (L, S, B, H) in/out.
     tokens (P, B) int32: the prime, fed in order (P >= 1); its last row conditions the first draw.
     uniforms (n, B): one U[0,1) number per draw; out (n, B) int32 written.
     """
@@ -78,20 +78,20 @@ def generate(cell, code, table0, W_xh_up, b_up, W_hh, b_hn, W_hy, b_y,
             else:
                 for b in range(B):
                     xp[b, :] = b_up[k - 1]
-                gemm(state[k - 1, 0], W_xh_up[k - 1], xp, False, True, 1.0, 1.0)
+                panel.product_or_gemm(state[k - 1, 0], W_xh_up[k - 1], True, P_xh_up[k - 1], xp, True)
             if cell == LSTM:
-                lstm.step_forward(xp, state[k, 0], state[k, 1], W_hh[k], c_new, h_new)
+                lstm.step_forward(xp, state[k, 0], state[k, 1], W_hh[k], P_hh[k], c_new, h_new)
                 state[k, 1] = c_new
             elif cell == GRU:
-                gru.step_forward(xp, state[k, 0], W_hh[k], b_hn[k], gates, hn, h_new)
+                gru.step_forward(xp, state[k, 0], W_hh[k], P_hh[k], b_hn[k], gates, hn, h_new)
             else:
                 h_new[:] = xp
-                rnn.step_forward(state[k, 0], W_hh[k], code, h_new)
+                rnn.step_forward(state[k, 0], W_hh[k], P_hh[k], code, h_new)
             state[k, 0] = h_new
         if i >= P - 1:
             r = i - (P - 1)
             for b in range(B):
                 logits[b, :] = b_y
-            gemm(state[L - 1, 0], W_hy, logits, False, True, 1.0, 1.0)
+            panel.product_or_gemm(state[L - 1, 0], W_hy, True, P_hy, logits, True)
             for b in range(B):
                 out[r, b] = _draw(logits[b], inv_temp, top_k, uniforms[r, b], probs)
