@@ -21,6 +21,7 @@ import lzma
 import math
 import os
 import struct
+import tokenize
 import tempfile
 import time
 import zipfile
@@ -131,9 +132,11 @@ def _remove_quietly(path: str) -> None:
 
 
 # What zipfile, zlib and the .npy header parser raise on damaged or hostile bytes.
+# tokenize.TokenError: numpy's .npy header parser tokenizes the header text, and a damaged
+# header can stop it mid-expression (found by the fuzz test)
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, OverflowError,
                RuntimeError, MemoryError, SyntaxError, struct.error, zlib.error, lzma.LZMAError,
-               zipfile.BadZipFile)
+               zipfile.BadZipFile, tokenize.TokenError)
 _HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
