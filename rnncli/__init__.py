@@ -5,4 +5,4 @@ from rnncli import blas as _blas
 __version__ = "0.1.0"
 
 # Before anything loads SciPy's OpenBLAS, which reads its kernel choice once, at load time.
-_blas.choose_kernels()
+_blas.configure_openblas()

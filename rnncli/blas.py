@@ -6,7 +6,11 @@ SciPy's OpenBLAS. Two pools spinning on two cores slow a small model 3-4x, so:
 
 * SciPy's OpenBLAS gets the thread count the user asked for (default: all cores);
 * numpy's OpenBLAS is pinned to 1 thread: the hot path never calls it;
-* kernels use no Numba parallel threads unless a benchmark shows a win.
+* kernels use no Numba parallel threads. The recurrent loops, which BLAS never sees (their
+  per-step products run on kernels/panel.py), are split over the batch instead: batch rows
+  never interact inside a time loop, so each of `threads` Python threads runs the whole loop
+  on its share of the rows, in a nogil kernel, with no synchronisation until the end
+  (over_batch). Results do not depend on the split: each row is computed the same way.
 
 Thread counts are set through each library's own `*openblas_set_num_threads*` symbol, found
 by the library's path, so no extra dependency (threadpoolctl) is needed. Where a library is
@@ -16,10 +20,16 @@ Kernels: the wheels' OpenBLAS carries code for many CPUs and picks one when it l
 OPENBLAS_CORETYPE names one. Some machines set that to an older family (seen here:
 "Haswell", AVX2, on an AVX-512 CPU, which halves every matrix product: 1024³ GEMM 112 vs
 208 GFLOP/s on one core). rnncli therefore decides the kernel family itself, before SciPy's
-OpenBLAS loads (rnncli/__init__.py calls choose_kernels): on a CPU with the AVX-512 subsets
+OpenBLAS loads (rnncli/__init__.py calls configure_openblas): on a CPU with the AVX-512 subsets
 OpenBLAS's SkylakeX kernels need, a request for an AVX2-or-older family is replaced by
 SkylakeX; anything else is left alone. RNN_OPENBLAS_CORETYPE, when set, is used as given
 (say "Haswell" for bit-for-bit agreement with an AVX2 machine).
+
+Idle threads: after each call OpenBLAS's helper threads spin for up to 2^28 cycles (about 80 ms)
+waiting for more work. During the recurrent loops, where rnncli's own worker threads run, a
+spinning helper takes a core from them (LSTM 2x256 at 2 threads: 40.4k chars/s with the
+default, 57.7k with no spinning), so configure_openblas also sets OPENBLAS_THREAD_TIMEOUT=4,
+the minimum (sleep at once), unless the environment sets it.
 """
 
 from __future__ import annotations
@@ -49,9 +59,11 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def choose_kernels(environ=os.environ, cpu_flags=None) -> str | None:
-    """Set OPENBLAS_CORETYPE in `environ` by the policy above; returns the value set, or None
-    when the environment is left as it was. Must run before SciPy's OpenBLAS is loaded."""
+def configure_openblas(environ=os.environ, cpu_flags=None) -> str | None:
+    """Set OPENBLAS_THREAD_TIMEOUT and OPENBLAS_CORETYPE in `environ` by the policy above;
+    returns the kernel family set, or None when that is left as it was. Must run before
+    SciPy's OpenBLAS is loaded."""
+    environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     chosen = environ.get("RNN_OPENBLAS_CORETYPE", "").strip()
     if not chosen:
         asked = environ.get("OPENBLAS_CORETYPE", "").strip()
@@ -99,11 +111,18 @@ def _loaded_openblas() -> list[str]:
     return sorted(p for p in paths if p.startswith("/") or ":" in p)
 
 
+_workers = 1  # threads for over_batch, set by set_threads
+_pool = None  # helper threads of over_batch: _workers - 1 of them, made on first use
+ROWS_PER_WORKER = 8  # below this a share of the batch is not worth a thread
+
+
 def set_threads(threads: int) -> dict[str, int]:
     """Apply the policy above; threads = 0 means all cores. Returns {library path: threads}."""
     import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's OpenBLAS so it can be set)
 
+    global _workers
     n = threads or os.cpu_count() or 1
+    _workers = n
     done = {}
     for path in _loaded_openblas():
         want = 1 if "numpy" in os.path.basename(os.path.dirname(path)) else n
@@ -118,3 +137,37 @@ def set_threads(threads: int) -> dict[str, int]:
                 done[path] = want
                 break
     return done
+
+
+def batch_shares(batch: int, workers: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) row ranges covering range(batch), at most `workers` of them,
+    none under ROWS_PER_WORKER rows unless there is only one, in multiples of 8 rows where the
+    batch allows (the panel micro-kernel's row block)."""
+    parts = max(1, min(workers, batch // ROWS_PER_WORKER))
+    cuts = [0]
+    for i in range(1, parts):
+        cut = (batch * i // parts + 4) // 8 * 8
+        cuts.append(min(max(cut, cuts[-1] + 1), batch - (parts - i)))
+    cuts.append(batch)
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def over_batch(run, batch: int) -> None:
+    """Call run(start, stop) for each share of range(batch) (batch_shares), concurrently: the
+    first on this thread, the others on helper threads. `run` must spend its time in nogil
+    kernels, or the shares simply take turns."""
+    global _pool
+    shares = batch_shares(batch, _workers)
+    if len(shares) == 1:
+        run(0, batch)
+        return
+    if _pool is None or _pool._max_workers < len(shares) - 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="rnncli")
+    helpers = [_pool.submit(run, start, stop) for start, stop in shares[1:]]
+    try:
+        run(*shares[0])
+    finally:
+        for h in helpers:
+            h.result()

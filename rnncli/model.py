@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 
+from rnncli import blas
 from rnncli.config import ACTIVATIONS, ModelConfig
 from rnncli.errors import ConfigError
 from rnncli.kernels import gru as k_gru
@@ -202,17 +203,19 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
         else:
             k_lin.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
         Hbuf[0] = state[k, 0]
-        gates = work.get(f"{p}gates", (T, B, G * H))
+        # the time loop, on the batch rows of each worker thread (blas.over_batch)
         if cfg.cell == "lstm":
             Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
             Cbuf[0] = state[k, 1]
-            k_lstm.forward(gates, Hbuf, Cbuf, W_hh)
+            _over_batch(work, B, lambda lo, hi: k_lstm.forward(XP, Hbuf, Cbuf, W_hh, lo, hi))
             new_state[k, 1] = Cbuf[T]
         elif cfg.cell == "gru":
+            gates = work.get(f"{p}gates", (T, B, G * H))
             HN = work.get(f"{p}HN", (T, B, H))
-            k_gru.forward(XP, Hbuf, W_hh, params[p + "b_hn"], gates, HN)
+            b_hn = params[p + "b_hn"]
+            _over_batch(work, B, lambda lo, hi: k_gru.forward(XP, Hbuf, W_hh, b_hn, gates, HN, lo, hi))
         else:
-            k_rnn.forward(Hbuf, W_hh, code)
+            _over_batch(work, B, lambda lo, hi: k_rnn.forward(Hbuf, W_hh, code, lo, hi))
         new_state[k, 0] = Hbuf[T]
         out = Hbuf[1:]
         if masks is not None:
@@ -249,19 +252,23 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
         dh_next = work.get(f"{p}dh_next", (B, H))
         dh_next[:] = 0 if d_state is None else d_state[k, 0]
         Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
-        gates = work.get(f"{p}gates", (T, B, G * H))
+        gates = work.get(f"{p}gates", (T, B, G * H)) if cfg.cell != "rnn" else None
         dG = work.get(f"{p}dG", (T, B, G * H))
         if cfg.cell == "lstm":
             dc_next = work.get(f"{p}dc_next", (B, H))
             dc_next[:] = 0 if d_state is None else d_state[k, 1]
-            k_lstm.backward(work.get(f"{p}Cbuf", (T + 1, B, H)), gates, W_hh, d_h, dh_next, dc_next, dG)
+            Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
+            _over_batch(work, B, lambda lo, hi: k_lstm.backward(Cbuf, gates, W_hh, d_h, dh_next, dc_next, dG,
+                                                                lo, hi))
             dHP = dG
         elif cfg.cell == "gru":
             dHP = work.get(f"{p}dHP", (T, B, G * H))
-            k_gru.backward(Hbuf, gates, work.get(f"{p}HN", (T, B, H)), W_hh, d_h, dh_next, dG, dHP)
+            HN = work.get(f"{p}HN", (T, B, H))
+            _over_batch(work, B, lambda lo, hi: k_gru.backward(Hbuf, gates, HN, W_hh, d_h, dh_next, dG, dHP,
+                                                               lo, hi))
             grads[p + "b_hn"] += dHP[:, :, 2 * H:].sum(axis=(0, 1))
         else:
-            k_rnn.backward(Hbuf, W_hh, code, d_h, dh_next, dG)
+            _over_batch(work, B, lambda lo, hi: k_rnn.backward(Hbuf, W_hh, code, d_h, dh_next, dG, lo, hi))
             dHP = dG
         dG2 = dG.reshape(T * B, G * H)
         # Weight gradients summed over time: one GEMM each over all T·B rows.
@@ -286,6 +293,15 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
             k_lin.linear_input_grad(dG2, W_xh, d_in.reshape(T * B, -1))
         d_out = d_in
     return d_in
+
+
+def _over_batch(work: Workspace, batch: int, run) -> None:
+    """run(lo, hi) over the whole batch, or over shares of it on the worker threads (float32;
+    float64, the checking dtype, stays on one thread)."""
+    if work.dtype == np.float32:
+        blas.over_batch(run, batch)
+    else:
+        run(0, batch)
 
 
 def _layer_output(work: Workspace, p: str, dropped: bool, shape: tuple) -> np.ndarray:

@@ -52,12 +52,14 @@ def step_forward(xp, h_prev, W_hh, P_hh, b_hn, gates, hn, h):
     cell_forward(xp, h_prev, b_hn, gates, hn, h)
 
 
-@njit(cache=True)
-def forward(XP, Hbuf, W_hh, b_hn, gates, HN):
-    """All T steps. gates (T, B, 3H), HN (T, B, H) written; Hbuf[0] = h_0 set by the caller."""
+@njit(cache=True, nogil=True)
+def forward(XP, Hbuf, W_hh, b_hn, gates, HN, lo, hi):
+    """All T steps for batch rows lo:hi (see lstm.forward). gates (T, B, 3H), HN (T, B, H)
+    written; Hbuf[0] = h_0 set by the caller."""
     P_hh = panel.packed(W_hh, True)
     for t in range(XP.shape[0]):
-        step_forward(XP[t], Hbuf[t], W_hh, P_hh, b_hn, gates[t], HN[t], Hbuf[t + 1])
+        step_forward(XP[t][lo:hi], Hbuf[t][lo:hi], W_hh, P_hh, b_hn, gates[t][lo:hi], HN[t][lo:hi],
+                     Hbuf[t + 1][lo:hi])
 
 
 @njit(cache=True, error_model="numpy")
@@ -91,17 +93,19 @@ def cell_backward(gates, hn, h_prev, dh_in, dh_next, dh, dxp, dhp):
             dnb[j] = d[j] * z[j]  # through h_t = ... + z ⊙ h_{t-1}
 
 
-@njit(cache=True)
-def backward(Hbuf, gates, HN, W_hh, dH, dh_next, dXP, dHP):
-    """Backprop through time, t = T-1 .. 0.
+@njit(cache=True, nogil=True)
+def backward(Hbuf, gates, HN, W_hh, dH, dh_next, dXP, dHP, lo, hi):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi.
 
     dH (T, B, H) = dL/dh_t from above; dh_next (B, H) in: from step T, out: dL/dh_0.
     dXP (T, B, 3H) written: gradient at the input projection (for W_xh, b).
     dHP (T, B, 3H) written: gradient at W_hh h_{t-1} (+ b_hn for the n block), for W_hh and b_hn.
     They differ only in the n block, where the recurrent term is scaled by r.
     """
+    dh_next = dh_next[lo:hi]
     dh = np.empty_like(dh_next)
     P_hh = panel.packed(W_hh, False)
     for t in range(dH.shape[0] - 1, -1, -1):
-        cell_backward(gates[t], HN[t], Hbuf[t], dH[t], dh_next, dh, dXP[t], dHP[t])
-        panel.product_or_gemm(dHP[t], W_hh, False, P_hh, dh_next, True)
+        dhp = dHP[t][lo:hi]
+        cell_backward(gates[t][lo:hi], HN[t][lo:hi], Hbuf[t][lo:hi], dH[t][lo:hi], dh_next, dh, dXP[t][lo:hi], dhp)
+        panel.product_or_gemm(dhp, W_hh, False, P_hh, dh_next, True)

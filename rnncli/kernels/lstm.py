@@ -52,12 +52,15 @@ def step_forward(gates, h_prev, c_prev, W_hh, P_hh, c, h):
     cell_forward(gates, c_prev, c, h)
 
 
-@njit(cache=True)
-def forward(Gates, Hbuf, Cbuf, W_hh):
-    """All T steps; Hbuf[0], Cbuf[0] = carried state set by the caller."""
+@njit(cache=True, nogil=True)
+def forward(Gates, Hbuf, Cbuf, W_hh, lo, hi):
+    """All T steps for batch rows lo:hi; Hbuf[0], Cbuf[0] = carried state set by the caller.
+    (The row range, not a view, is how a worker thread gets its rows: a view of some rows is
+    not contiguous, and Numba compiles non-contiguous arrays to scalar code.)"""
     P_hh = panel.packed(W_hh, True)
     for t in range(Gates.shape[0]):
-        step_forward(Gates[t], Hbuf[t], Cbuf[t], W_hh, P_hh, Cbuf[t + 1], Hbuf[t + 1])
+        step_forward(Gates[t][lo:hi], Hbuf[t][lo:hi], Cbuf[t][lo:hi], W_hh, P_hh, Cbuf[t + 1][lo:hi],
+                     Hbuf[t + 1][lo:hi])
 
 
 @njit(cache=True, error_model="numpy")
@@ -88,15 +91,17 @@ def cell_backward(gates, c_prev, c, dh_in, dh_next, dc_next, dg):
             dc[j] *= f[j]
 
 
-@njit(cache=True)
-def backward(Cbuf, Gates, W_hh, dH, dh_next, dc_next, dG):
-    """Backprop through time, t = T-1 .. 0.
+@njit(cache=True, nogil=True)
+def backward(Cbuf, Gates, W_hh, dH, dh_next, dc_next, dG, lo, hi):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi.
 
     dH (T, B, H) = dL/dh_t from above. dh_next, dc_next (B, H): gradients arriving from step T
     (zeros for truncated BPTT); on return dL/dh_0 and dL/dc_0. dG (T, B, 4H) written: gradients
     at the gate pre-activations, in i, f, g, o order.
     """
     P_hh = panel.packed(W_hh, False)
+    dh_next, dc_next = dh_next[lo:hi], dc_next[lo:hi]
     for t in range(dH.shape[0] - 1, -1, -1):
-        cell_backward(Gates[t], Cbuf[t], Cbuf[t + 1], dH[t], dh_next, dc_next, dG[t])
-        panel.product_or_gemm(dG[t], W_hh, False, P_hh, dh_next, False)  # dh_{t-1} = W_hhᵀ da, in row form
+        dg = dG[t][lo:hi]
+        cell_backward(Gates[t][lo:hi], Cbuf[t][lo:hi], Cbuf[t + 1][lo:hi], dH[t][lo:hi], dh_next, dc_next, dg)
+        panel.product_or_gemm(dg, W_hh, False, P_hh, dh_next, False)  # dh_{t-1} = W_hhᵀ da, in row form

@@ -40,12 +40,13 @@ def step_forward(h_prev, W_hh, P_hh, code, h):
     activate_rows(h, code)
 
 
-@njit(cache=True)
-def forward(Hbuf, W_hh, code):
-    """All T steps. Hbuf (T+1, B, H): h_0 and the input projections in, states out."""
+@njit(cache=True, nogil=True)
+def forward(Hbuf, W_hh, code, lo, hi):
+    """All T steps for batch rows lo:hi (see lstm.forward). Hbuf (T+1, B, H): h_0 and the
+    input projections in, states out."""
     P_hh = panel.packed(W_hh, True)
     for t in range(Hbuf.shape[0] - 1):
-        step_forward(Hbuf[t], W_hh, P_hh, code, Hbuf[t + 1])
+        step_forward(Hbuf[t][lo:hi], W_hh, P_hh, code, Hbuf[t + 1][lo:hi])
 
 
 @njit(cache=True, error_model="numpy")
@@ -67,9 +68,9 @@ def _raw_grad(h, dh_in, dh_next, code, da):
                 dab[j] = (dib[j] + dnb[j]) * hb[j] * (one - hb[j])
 
 
-@njit(cache=True)
-def backward(Hbuf, W_hh, code, dH, dh_next, dA):
-    """Backprop through time, t = T-1 .. 0.
+@njit(cache=True, nogil=True)
+def backward(Hbuf, W_hh, code, dH, dh_next, dA, lo, hi):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi.
 
     Hbuf (T+1, B, H) from forward; W_hh (H, H); dH (T, B, H) = dL/dh_t from the layer above.
     dh_next (B, H): gradient arriving from step T (zeros for truncated BPTT); on return, dL/dh_0.
@@ -77,6 +78,8 @@ def backward(Hbuf, W_hh, code, dH, dh_next, dA):
     are one GEMM each.
     """
     P_hh = panel.packed(W_hh, False)
+    dh_next = dh_next[lo:hi]
     for t in range(dH.shape[0] - 1, -1, -1):
-        _raw_grad(Hbuf[t + 1], dH[t], dh_next, code, dA[t])
-        panel.product_or_gemm(dA[t], W_hh, False, P_hh, dh_next, False)  # dh_next = W_hhᵀ dh_raw
+        da = dA[t][lo:hi]
+        _raw_grad(Hbuf[t + 1][lo:hi], dH[t][lo:hi], dh_next, code, da)
+        panel.product_or_gemm(da, W_hh, False, P_hh, dh_next, False)  # dh_next = W_hhᵀ dh_raw
