@@ -100,6 +100,11 @@ class RnncliWorker:
     def peak(self) -> float:
         return bench_module().matmul_peak_gflops(self.threads)
 
+    def openblas(self) -> str:
+        from rnncli import blas
+
+        return blas.scipy_kernels()
+
     def prepare(self, case, seed: int, warmup: int) -> float:
         b = bench_module()
         self.run = b.make_run(case, seed)
@@ -220,14 +225,15 @@ def compare_case(workers: dict, case, threads: int, peak: float, opts) -> dict:
     return result
 
 
-def run_throughput(cases: list, sides: list[str], opts) -> tuple[list, dict]:
-    results, peaks = [], {}
+def run_throughput(cases: list, sides: list[str], opts) -> tuple[list, dict, str]:
+    results, peaks, openblas = [], {}, ""
     for threads in opts.threads:
         workers = {}
         try:
             for side in sides:
                 workers[side] = Worker(side, threads)
             peaks[str(threads)] = {side: w.call("peak") for side, w in workers.items()}
+            openblas = workers["rnncli"].call("openblas")
             peak = max(peaks[str(threads)].values())
             say(f"threads={threads}: float32 GEMM peak " +
                 ", ".join(f"{s} {g:.0f}" for s, g in peaks[str(threads)].items()) + " GFLOP/s")
@@ -238,7 +244,7 @@ def run_throughput(cases: list, sides: list[str], opts) -> tuple[list, dict]:
         finally:
             for w in workers.values():
                 w.close()
-    return results, peaks
+    return results, peaks, openblas
 
 
 def run_loss_curve(sides: list[str], opts) -> dict | None:
@@ -386,7 +392,8 @@ def render_markdown(res: dict) -> str:
     if s["quick"] or s["only"]:
         lines += [f"> **Partial run** (quick={s['quick']}, only={s['only'] or 'all'}): a smoke test, "
                   "not numbers to judge the targets by.", ""]
-    lines += [f"- Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['isa']) or 'no AVX'}); {m['platform']}",
+    lines += [f"- Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['isa']) or 'no AVX'}); {m['platform']}"
+              + (f"; rnncli's OpenBLAS kernels: {res['openblas']}" if res.get("openblas") else ""),
               "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) +
               ("" if v.get("torch") else " (PyTorch not installed)"),
               f"- Method: each framework in its own process, interleaved A B A B after a warm-up; "
@@ -410,7 +417,7 @@ def render_markdown(res: dict) -> str:
             f"| {fmt(t and t['gflops'], '.1f')} | {fmt(t and 100 * t['fraction_of_peak'], '.0f')}"
             f"{'%' if t else ''} |")
     lines += ["", "## float32 GEMM peak (1024³, best of 10)", "",
-              "| threads | rnncli kernel path (np.dot in @njit, SciPy OpenBLAS) | torch.mm |",
+              "| threads | rnncli's BLAS (kernels/gemm.py: SciPy's OpenBLAS from @njit) | torch.mm |",
               "| ---: | ---: | ---: |"]
     for threads, p in res["peak_gflops"].items():
         lines.append(f"| {threads} | {p['rnncli']:.0f} GFLOP/s | {fmt(p.get('torch'), '.0f')}"
@@ -499,12 +506,12 @@ def main(argv=None) -> int:
         sides.append("torch")
     cases = [c for name, c in all_cases().items() if not opts.only or name in opts.only]
     started = time.perf_counter()
-    throughput, peaks = run_throughput(cases, sides, opts)
+    throughput, peaks, openblas = run_throughput(cases, sides, opts)
     loss = None if "loss" in opts.skip else run_loss_curve(sides, opts)
     startup = None if "startup" in opts.skip else run_startup(opts)
     results = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(), "versions": versions(),
+        "machine": machine(), "versions": versions(), "openblas": openblas,
         "settings": {"quick": opts.quick, "only": opts.only, "threads": opts.threads, "reps": opts.reps,
                      "warmup": opts.warmup, "min_rep_seconds": opts.min_rep_seconds, "pause": opts.pause,
                      "seed": opts.seed, "frameworks": sides},

@@ -92,6 +92,7 @@ class BenchReport:
     threads: int
     peak_gflops: float
     rows: list = field(default_factory=list)
+    openblas: str = ""  # blas.scipy_kernels(): the kernel family the products run on
 
 
 def default_configs() -> list[BenchCase]:
@@ -320,4 +321,4 @@ def run_benchmarks(cases: list[BenchCase] | None = None, threads: int = 0, reps:
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    return BenchReport(n_threads, peak, rows)
+    return BenchReport(n_threads, peak, rows, blas.scipy_kernels())

@@ -59,11 +59,16 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+requested_kernels = None  # OPENBLAS_CORETYPE as the environment had it, before configure_openblas
+
+
 def configure_openblas(environ=os.environ, cpu_flags=None) -> str | None:
     """Set OPENBLAS_THREAD_TIMEOUT and OPENBLAS_CORETYPE in `environ` by the policy above;
     returns the kernel family set, or None when that is left as it was. Must run before
     SciPy's OpenBLAS is loaded."""
+    global requested_kernels
     environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    requested_kernels = environ.get("OPENBLAS_CORETYPE", "").strip() or None
     chosen = environ.get("RNN_OPENBLAS_CORETYPE", "").strip()
     if not chosen:
         asked = environ.get("OPENBLAS_CORETYPE", "").strip()
@@ -75,6 +80,18 @@ def configure_openblas(environ=os.environ, cpu_flags=None) -> str | None:
         chosen = "SkylakeX"
     environ["OPENBLAS_CORETYPE"] = chosen
     return chosen
+
+
+def scipy_kernels() -> str:
+    """The kernel family of SciPy's OpenBLAS (the one rnncli multiplies with), loaded if need be,
+    with what the environment asked for when that differs: e.g. 'SkylakeX (environment: Haswell)'."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    names = [name for path, name in kernel_names().items() if "scipy" in os.path.basename(os.path.dirname(path))]
+    name = names[0] if names else "not OpenBLAS"
+    if requested_kernels and requested_kernels.lower() != name.lower():
+        name += f" (environment: {requested_kernels})"
+    return name
 
 
 def kernel_names() -> dict[str, str]:

@@ -192,7 +192,8 @@ def print_tables(tables: list, to_stdout: bool = False) -> None:
 
 def bench_table(report) -> Table:
     t = Table(title=f"rnn bench: {report.threads} thread(s); float32 matrix-multiply peak "
-                    f"{report.peak_gflops:.0f} GFLOP/s", title_justify="left",
+                    f"{report.peak_gflops:.0f} GFLOP/s (OpenBLAS {report.openblas or '?'} kernels)",
+              title_justify="left",
               caption="training: forward + BPTT + clip + Adam per chunk; sampling: batch 1, "
                       "2,000 characters per call; medians of the repetitions", caption_justify="left")
     for col, justify in (("model", "left"), ("task", "left"), ("batch × seq", "right"),
