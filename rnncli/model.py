@@ -32,6 +32,7 @@ from rnncli.errors import ConfigError
 from rnncli.kernels import gru as k_gru
 from rnncli.kernels import linear as k_lin
 from rnncli.kernels import lstm as k_lstm
+from rnncli.kernels import panel as k_panel
 from rnncli.kernels import rnn as k_rnn
 
 DTYPES = (np.float32, np.float64)
@@ -203,19 +204,21 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
         else:
             k_lin.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
         Hbuf[0] = state[k, 0]
-        # the time loop, on the batch rows of each worker thread (blas.over_batch)
+        # the time loop, on the batch rows of each worker thread (blas.over_batch), all of
+        # them multiplying by the same packed recurrent weights
+        P_hh = k_panel.packed(W_hh, True)
         if cfg.cell == "lstm":
             Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
             Cbuf[0] = state[k, 1]
-            _over_batch(work, B, lambda lo, hi: k_lstm.forward(XP, Hbuf, Cbuf, W_hh, lo, hi))
+            _over_batch(work, B, lambda lo, hi: k_lstm.forward(XP, Hbuf, Cbuf, W_hh, P_hh, lo, hi))
             new_state[k, 1] = Cbuf[T]
         elif cfg.cell == "gru":
             gates = work.get(f"{p}gates", (T, B, G * H))
             HN = work.get(f"{p}HN", (T, B, H))
             b_hn = params[p + "b_hn"]
-            _over_batch(work, B, lambda lo, hi: k_gru.forward(XP, Hbuf, W_hh, b_hn, gates, HN, lo, hi))
+            _over_batch(work, B, lambda lo, hi: k_gru.forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, lo, hi))
         else:
-            _over_batch(work, B, lambda lo, hi: k_rnn.forward(Hbuf, W_hh, code, lo, hi))
+            _over_batch(work, B, lambda lo, hi: k_rnn.forward(Hbuf, W_hh, P_hh, code, lo, hi))
         new_state[k, 0] = Hbuf[T]
         out = Hbuf[1:]
         if masks is not None:
@@ -254,21 +257,22 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
         Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
         gates = work.get(f"{p}gates", (T, B, G * H)) if cfg.cell != "rnn" else None
         dG = work.get(f"{p}dG", (T, B, G * H))
+        P_hh = k_panel.packed(W_hh, False)  # dh_{t-1} = W_hhᵀ da: W_hh as it lies
         if cfg.cell == "lstm":
             dc_next = work.get(f"{p}dc_next", (B, H))
             dc_next[:] = 0 if d_state is None else d_state[k, 1]
             Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
-            _over_batch(work, B, lambda lo, hi: k_lstm.backward(Cbuf, gates, W_hh, d_h, dh_next, dc_next, dG,
-                                                                lo, hi))
+            _over_batch(work, B, lambda lo, hi: k_lstm.backward(Cbuf, gates, W_hh, P_hh, d_h, dh_next, dc_next,
+                                                                dG, lo, hi))
             dHP = dG
         elif cfg.cell == "gru":
             dHP = work.get(f"{p}dHP", (T, B, G * H))
             HN = work.get(f"{p}HN", (T, B, H))
-            _over_batch(work, B, lambda lo, hi: k_gru.backward(Hbuf, gates, HN, W_hh, d_h, dh_next, dG, dHP,
-                                                               lo, hi))
+            _over_batch(work, B, lambda lo, hi: k_gru.backward(Hbuf, gates, HN, W_hh, P_hh, d_h, dh_next, dG,
+                                                               dHP, lo, hi))
             grads[p + "b_hn"] += dHP[:, :, 2 * H:].sum(axis=(0, 1))
         else:
-            _over_batch(work, B, lambda lo, hi: k_rnn.backward(Hbuf, W_hh, code, d_h, dh_next, dG, lo, hi))
+            _over_batch(work, B, lambda lo, hi: k_rnn.backward(Hbuf, W_hh, P_hh, code, d_h, dh_next, dG, lo, hi))
             dHP = dG
         dG2 = dG.reshape(T * B, G * H)
         # Weight gradients summed over time: one GEMM each over all T·B rows.

@@ -53,10 +53,9 @@ def step_forward(xp, h_prev, W_hh, P_hh, b_hn, gates, hn, h):
 
 
 @njit(cache=True, nogil=True)
-def forward(XP, Hbuf, W_hh, b_hn, gates, HN, lo, hi):
-    """All T steps for batch rows lo:hi (see lstm.forward). gates (T, B, 3H), HN (T, B, H)
-    written; Hbuf[0] = h_0 set by the caller."""
-    P_hh = panel.packed(W_hh, True)
+def forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, lo, hi):
+    """All T steps for batch rows lo:hi (see lstm.forward); P_hh = panel.packed(W_hh, True).
+    gates (T, B, 3H), HN (T, B, H) written; Hbuf[0] = h_0 set by the caller."""
     for t in range(XP.shape[0]):
         step_forward(XP[t][lo:hi], Hbuf[t][lo:hi], W_hh, P_hh, b_hn, gates[t][lo:hi], HN[t][lo:hi],
                      Hbuf[t + 1][lo:hi])
@@ -94,8 +93,8 @@ def cell_backward(gates, hn, h_prev, dh_in, dh_next, dh, dxp, dhp):
 
 
 @njit(cache=True, nogil=True)
-def backward(Hbuf, gates, HN, W_hh, dH, dh_next, dXP, dHP, lo, hi):
-    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi.
+def backward(Hbuf, gates, HN, W_hh, P_hh, dH, dh_next, dXP, dHP, lo, hi):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi; P_hh = panel.packed(W_hh, False).
 
     dH (T, B, H) = dL/dh_t from above; dh_next (B, H) in: from step T, out: dL/dh_0.
     dXP (T, B, 3H) written: gradient at the input projection (for W_xh, b).
@@ -104,7 +103,6 @@ def backward(Hbuf, gates, HN, W_hh, dH, dh_next, dXP, dHP, lo, hi):
     """
     dh_next = dh_next[lo:hi]
     dh = np.empty_like(dh_next)
-    P_hh = panel.packed(W_hh, False)
     for t in range(dH.shape[0] - 1, -1, -1):
         dhp = dHP[t][lo:hi]
         cell_backward(gates[t][lo:hi], HN[t][lo:hi], Hbuf[t][lo:hi], dH[t][lo:hi], dh_next, dh, dXP[t][lo:hi], dhp)

@@ -53,11 +53,11 @@ def step_forward(gates, h_prev, c_prev, W_hh, P_hh, c, h):
 
 
 @njit(cache=True, nogil=True)
-def forward(Gates, Hbuf, Cbuf, W_hh, lo, hi):
-    """All T steps for batch rows lo:hi; Hbuf[0], Cbuf[0] = carried state set by the caller.
+def forward(Gates, Hbuf, Cbuf, W_hh, P_hh, lo, hi):
+    """All T steps for batch rows lo:hi; Hbuf[0], Cbuf[0] = carried state set by the caller;
+    P_hh = panel.packed(W_hh, True), packed once by the caller for all worker threads.
     (The row range, not a view, is how a worker thread gets its rows: a view of some rows is
     not contiguous, and Numba compiles non-contiguous arrays to scalar code.)"""
-    P_hh = panel.packed(W_hh, True)
     for t in range(Gates.shape[0]):
         step_forward(Gates[t][lo:hi], Hbuf[t][lo:hi], Cbuf[t][lo:hi], W_hh, P_hh, Cbuf[t + 1][lo:hi],
                      Hbuf[t + 1][lo:hi])
@@ -92,14 +92,13 @@ def cell_backward(gates, c_prev, c, dh_in, dh_next, dc_next, dg):
 
 
 @njit(cache=True, nogil=True)
-def backward(Cbuf, Gates, W_hh, dH, dh_next, dc_next, dG, lo, hi):
-    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi.
+def backward(Cbuf, Gates, W_hh, P_hh, dH, dh_next, dc_next, dG, lo, hi):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi; P_hh = panel.packed(W_hh, False).
 
     dH (T, B, H) = dL/dh_t from above. dh_next, dc_next (B, H): gradients arriving from step T
     (zeros for truncated BPTT); on return dL/dh_0 and dL/dc_0. dG (T, B, 4H) written: gradients
     at the gate pre-activations, in i, f, g, o order.
     """
-    P_hh = panel.packed(W_hh, False)
     dh_next, dc_next = dh_next[lo:hi], dc_next[lo:hi]
     for t in range(dH.shape[0] - 1, -1, -1):
         dg = dG[t][lo:hi]

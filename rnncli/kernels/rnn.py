@@ -41,10 +41,9 @@ def step_forward(h_prev, W_hh, P_hh, code, h):
 
 
 @njit(cache=True, nogil=True)
-def forward(Hbuf, W_hh, code, lo, hi):
-    """All T steps for batch rows lo:hi (see lstm.forward). Hbuf (T+1, B, H): h_0 and the
-    input projections in, states out."""
-    P_hh = panel.packed(W_hh, True)
+def forward(Hbuf, W_hh, P_hh, code, lo, hi):
+    """All T steps for batch rows lo:hi (see lstm.forward); P_hh = panel.packed(W_hh, True).
+    Hbuf (T+1, B, H): h_0 and the input projections in, states out."""
     for t in range(Hbuf.shape[0] - 1):
         step_forward(Hbuf[t][lo:hi], W_hh, P_hh, code, Hbuf[t + 1][lo:hi])
 
@@ -69,15 +68,14 @@ def _raw_grad(h, dh_in, dh_next, code, da):
 
 
 @njit(cache=True, nogil=True)
-def backward(Hbuf, W_hh, code, dH, dh_next, dA, lo, hi):
-    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi.
+def backward(Hbuf, W_hh, P_hh, code, dH, dh_next, dA, lo, hi):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi; P_hh = panel.packed(W_hh, False).
 
     Hbuf (T+1, B, H) from forward; W_hh (H, H); dH (T, B, H) = dL/dh_t from the layer above.
     dh_next (B, H): gradient arriving from step T (zeros for truncated BPTT); on return, dL/dh_0.
     dA (T, B, H) written: dL/da_t at the pre-activation (dh_raw), from which dW_xh, dW_hh, db_h
     are one GEMM each.
     """
-    P_hh = panel.packed(W_hh, False)
     dh_next = dh_next[lo:hi]
     for t in range(dH.shape[0] - 1, -1, -1):
         da = dA[t][lo:hi]
