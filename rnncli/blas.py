@@ -39,6 +39,7 @@ import os
 
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
             "openblas_set_num_threads64_", "openblas_set_num_threads")
+_CORENAME_GETTERS = ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename")
 
 
 # OpenBLAS DYNAMIC_ARCH x86-64 families that use AVX2 at most; SkylakeX needs these CPU flags.
@@ -87,28 +88,33 @@ def scipy_kernels() -> str:
     with what the environment asked for when that differs: e.g. 'SkylakeX (environment: Haswell)'."""
     import scipy.linalg.cython_blas  # noqa: F401
 
-    names = [name for path, name in kernel_names().items() if "scipy" in os.path.basename(os.path.dirname(path))]
-    name = names[0] if names else "not OpenBLAS"
+    name = "not OpenBLAS"
+    for path, lib in _openblas_libraries():
+        getter = _first_symbol(lib, _CORENAME_GETTERS)
+        if getter is not None and not _is_numpys(path):
+            getter.restype = ctypes.c_char_p
+            name = getter().decode("ascii", "replace")
     if requested_kernels and requested_kernels.lower() != name.lower():
         name += f" (environment: {requested_kernels})"
     return name
 
 
-def kernel_names() -> dict[str, str]:
-    """{library path: the kernel family OpenBLAS chose}, for the libraries loaded now."""
-    names = {}
+def _openblas_libraries():
+    """(path, ctypes handle) of each OpenBLAS loaded in this process."""
     for path in _loaded_openblas():
         try:
-            lib = ctypes.CDLL(path)
+            yield path, ctypes.CDLL(path)
         except OSError:
             continue
-        for sym in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
-            getter = getattr(lib, sym, None)
-            if getter is not None:
-                getter.restype = ctypes.c_char_p
-                names[path] = getter().decode("ascii", "replace")
-                break
-    return names
+
+
+def _first_symbol(lib, names):
+    """The first of `names` that the library exports, or None (the wheels prefix their symbols)."""
+    return next((getattr(lib, s) for s in names if getattr(lib, s, None) is not None), None)
+
+
+def _is_numpys(path: str) -> bool:
+    return "numpy" in os.path.basename(os.path.dirname(path))
 
 
 def _loaded_openblas() -> list[str]:
@@ -129,7 +135,8 @@ def _loaded_openblas() -> list[str]:
 
 
 _workers = 1  # threads for over_batch, set by set_threads
-_pool = None  # helper threads of over_batch: _workers - 1 of them, made on first use
+_pool = None  # helper threads of over_batch, made on first use
+_pool_size = 0
 ROWS_PER_WORKER = 8  # below this a share of the batch is not worth a thread
 
 
@@ -141,18 +148,11 @@ def set_threads(threads: int) -> dict[str, int]:
     n = threads or os.cpu_count() or 1
     _workers = n
     done = {}
-    for path in _loaded_openblas():
-        want = 1 if "numpy" in os.path.basename(os.path.dirname(path)) else n
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for sym in _SETTERS:
-            setter = getattr(lib, sym, None)
-            if setter is not None:
-                setter(ctypes.c_int(want))
-                done[path] = want
-                break
+    for path, lib in _openblas_libraries():
+        setter = _first_symbol(lib, _SETTERS)
+        if setter is not None:
+            done[path] = 1 if _is_numpys(path) else n
+            setter(ctypes.c_int(done[path]))
     return done
 
 
@@ -173,15 +173,16 @@ def over_batch(run, batch: int) -> None:
     """Call run(start, stop) for each share of range(batch) (batch_shares), concurrently: the
     first on this thread, the others on helper threads. `run` must spend its time in nogil
     kernels, or the shares simply take turns."""
-    global _pool
+    global _pool, _pool_size
     shares = batch_shares(batch, _workers)
     if len(shares) == 1:
         run(0, batch)
         return
-    if _pool is None or _pool._max_workers < len(shares) - 1:
+    if _pool_size < len(shares) - 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        _pool = ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="rnncli")
+        _pool_size = len(shares) - 1
+        _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="rnncli")
     helpers = [_pool.submit(run, start, stop) for start, stop in shares[1:]]
     try:
         run(*shares[0])

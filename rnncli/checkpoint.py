@@ -21,9 +21,9 @@ import lzma
 import math
 import os
 import struct
-import tokenize
 import tempfile
 import time
+import tokenize
 import zipfile
 import zlib
 

@@ -25,7 +25,7 @@ from rnncli.config import ClassifyConfig, GradcheckConfig
 from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
 from rnncli.kernels import linear as k_lin
 from rnncli.optim import Optimizer, clip_global_norm
-from rnncli.text import LabelledData, TokenVocab, load_glove, read_labelled, tokenize
+from rnncli.text import TokenVocab, load_glove, read_labelled, tokenize
 
 DTYPE = np.float32
 

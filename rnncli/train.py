@@ -22,7 +22,7 @@ from rnncli.config import ModelConfig, OptimConfig, TrainConfig, from_json, mode
 from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
 from rnncli.optim import SLOTS, Optimizer, clip_global_norm
 from rnncli.sample import lm_from_arrays, preview
-from rnncli.text import StreamBatches, Vocab, fit_batches, load_corpus, split_train_val
+from rnncli.text import StreamBatches, fit_batches, load_corpus, split_train_val
 
 DTYPE = np.float32
 LN2 = math.log(2.0)

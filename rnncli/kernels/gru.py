@@ -17,8 +17,8 @@ contiguous rows, one short loop each, which is what LLVM vectorises.
 import numpy as np
 from numba import njit
 
-from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels import panel
+from rnncli.kernels.activations import sigmoid, tanh
 
 
 @njit(cache=True, error_model="numpy")
@@ -82,10 +82,8 @@ def cell_backward(gates, hn, h_prev, dh_in, dh_next, dh, dxp, dhp):
             dx_z[j] = d[j] * (hp[j] - n[j]) * z[j] * (one - z[j])
         for j in range(H):
             dx_r[j] = dx_n[j] * hnb[j] * r[j] * (one - r[j])
-        for j in range(H):
-            dh_r[j] = dx_r[j]
-        for j in range(H):
-            dh_z[j] = dx_z[j]
+        dh_r[:] = dx_r
+        dh_z[:] = dx_z
         for j in range(H):
             dh_n[j] = dx_n[j] * r[j]
         for j in range(H):

@@ -13,8 +13,7 @@ from rnncli.kernels.gemm import gemm
 @njit(cache=True)
 def linear_forward(X, W, b, Y):
     """Y = X Wᵀ + b.  X (N, D), W (M, D), b (M,), Y (N, M)."""
-    N, M = Y.shape
-    for n in range(N):
+    for n in range(Y.shape[0]):
         Y[n, :] = b
     gemm(X, W, Y, False, True, 1.0, 1.0)
 

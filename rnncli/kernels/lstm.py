@@ -14,11 +14,10 @@ block is what LLVM turns into SIMD code; one loop doing all four blocks at once 
 (measured 13x slower).
 """
 
-import numpy as np
 from numba import njit
 
-from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels import panel
+from rnncli.kernels.activations import sigmoid, tanh
 
 
 @njit(cache=True, error_model="numpy")

@@ -6,11 +6,10 @@ arrives holding W_xh x_t + b_h for all t (one GEMM or a table gather, done by th
 step adds W_hh h_{t-1} in place and applies the activation there.
 """
 
-import numpy as np
 from numba import njit
 
-from rnncli.kernels.activations import RELU, TANH, sigmoid, tanh
 from rnncli.kernels import panel
+from rnncli.kernels.activations import RELU, TANH, sigmoid, tanh
 
 
 @njit(cache=True, error_model="numpy")
