@@ -60,6 +60,7 @@ def main(ctx, debug):
     rnn gradcheck               check every analytic gradient numerically
     rnn classify train data.tsv label texts (train / eval / predict)
     rnn bench                   measure training and sampling speed here
+    rnn report                  an HTML report of the last run (curves, units, gradients)
     """
     ctx.obj = {"debug": debug}
 
@@ -252,6 +253,8 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
 
     result = run_training(cfg, paths, resume=resume, reporter=ui.TrainReporter(quiet))
     if not quiet or result.stop_reason == "interrupted":
+        ui.loss_chart({"training": result.history.get("train", []), "validation": result.history.get("val", [])},
+                      "nats/char against step")
         ui.print_notice_table(ui.train_summary(result))
     if result.stop_reason == "interrupted":
         ui.notice(f"Interrupted: checkpoint saved to {result.latest}; continue with "
@@ -316,6 +319,49 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
         if i + 1 < num_samples:
             sys.stdout.write("\n")
         sys.stdout.flush()
+
+
+# ---------------------------------------------------------------- report
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run", required=False, type=click.Path(exists=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="HTML file to write.  [default: RUN/report.html; gradients.html with --gradients-only and no RUN]")
+@click.option("--text", "text_path", type=click.Path(exists=True, dir_okay=False), default=None, help="Text to show the hidden units over.  [default: the run's validation text]")
+@click.option("--chars", type=click.IntRange(2, 200_000), default=2000, help="Characters of text the units are measured on.")
+@click.option("--show-chars", type=click.IntRange(1, 20_000), default=500, help="Characters drawn under each unit.")
+@click.option("--gradients-only", is_flag=True, help="Draw only gradients through time (fresh models when no RUN is given).")
+@click.option("--cell", "cells", type=click.Choice(CELLS), multiple=True, help="Fresh cell to compare (repeat for several).  [default: all]")
+@click.option("--hidden-size", type=click.IntRange(1, 2048), default=M_DEF.hidden_size, help="Fresh models' units per layer (--gradients-only without RUN).")
+@click.option("--layers", type=click.IntRange(1, 8), default=M_DEF.num_layers, help="Fresh models' layers (--gradients-only without RUN).")
+@click.option("--steps", type=click.IntRange(1, 1000), default=100, help="Steps back through time for the gradient curves.")
+@click.option("--seed", type=SEED, default=0, help="Random seed for samples, windows and fresh models.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Where to look for the last run when no RUN is given.")
+def report(run, output, text_path, chars, show_chars, gradients_only, cells, hidden_size, layers, steps, seed, out_dir):
+    """Write an HTML report of a run: curves, samples, hidden units, gates, gradients.
+
+    RUN is a run folder or a checkpoint (default: the most recent run under --out). The page is
+    self-contained and opens offline; its path goes to stdout.
+
+    \b
+    Example:  rnn report runs/input-lstm-20261122-101500
+              rnn report --gradients-only --cell rnn --cell lstm
+    """
+    cells = tuple(cells) or CELLS
+    announce_compile()
+    from rnncli import inspect as ins
+    from rnncli import report as rep
+
+    if gradients_only:
+        if run is None:
+            data = ins.inspect_gradients(cells, hidden_size, layers, M_DEF.embedding_size, steps=steps, seed=seed)
+            default = "gradients.html"
+        else:
+            data = ins.inspect_run_gradients(run, out_dir, cells, steps, seed)
+            default = os.path.join(ins.resolve_run(run, out_dir).run_dir, "gradients.html")
+    else:
+        data = ins.inspect_run(run, out_dir, text_path, chars, cells, steps, seed, show_chars)
+        default = os.path.join(data.files.run_dir, "report.html")
+    click.echo(rep.write(rep.render(data), output or default))
 
 
 # ---------------------------------------------------------------- classify
@@ -403,9 +449,12 @@ def classify_train(data, test_path, cell, hidden_size, layers, bidirectional, po
 
     result = train_classifier(cfg, data, test_path, out_dir, ui.ClassifyReporter(quiet))
     if not quiet:
+        ui.loss_chart({"training": [(h["epoch"], h["train_loss"]) for h in result.history],
+                       "validation": [(h["epoch"], h["val_loss"]) for h in result.history]}, "loss against epoch")
         ui.notice(f"Best epoch {result.best_epoch} of {result.epochs_run} ({result.seconds:.0f} s); "
                   f"weights saved to {result.path}")
         ui.print_tables(ui.metrics_tables(result.val, result.labels, "validation"))
+        ui.notice(f"Report: rnn report {os.path.dirname(result.path)}")
     if result.test is not None:
         _report_test(result.test, result.labels)
     click.echo(result.path)

@@ -299,6 +299,62 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
     return d_in
 
 
+def layer_activity(cfg: ModelConfig, work: Workspace, T: int, B: int, k: int, prefix: str = "") -> dict:
+    """What layer k computed in the last stack_forward over T steps and B rows, as views of its
+    buffers in `work` (valid until the next forward): "h" (T, B, H) the states h_1 .. h_T; for the
+    LSTM "c" (T, B, H) and "gates" (T, B, 4, H) = i, f, g, o after their activations; for the
+    GRU "gates" (T, B, 3, H) = r, z, n."""
+    G, H = cfg.gates, cfg.hidden_size
+    p = f"{prefix}l{k}."
+    out = {"h": work.get(f"{p}Hbuf", (T + 1, B, H))[1:]}
+    if cfg.cell == "lstm":
+        out["c"] = work.get(f"{p}Cbuf", (T + 1, B, H))[1:]
+    if cfg.cell != "rnn":
+        out["gates"] = work.get(f"{p}gates", (T, B, G * H)).reshape(T, B, G, H)
+    return out
+
+
+def stack_state_grads(cfg: ModelConfig, params: dict, d_top: np.ndarray, work: Workspace,
+                      prefix: str = "") -> np.ndarray:
+    """dL/dh_t for every layer and step: (L, T, B, H), after stack_forward over the same T and B
+    without dropout. d_top (T, B, H): dL/d(top output) (e.g. zero except at the last step).
+
+    The cells' own BPTT kernels, called one step at a time, so that the gradient reaching each
+    earlier state can be read between calls; weight gradients are not formed. For reading
+    gradients through time (inspect.py), not for training: stack_backward is the fast path.
+    """
+    T, B = d_top.shape[0], d_top.shape[1]
+    G, H, L = cfg.gates, cfg.hidden_size, cfg.num_layers
+    code = ACTIVATIONS.index(cfg.activation)
+    dt = work.dtype
+    grads = np.zeros((L, T, B, H), dt)
+    d_out = np.ascontiguousarray(d_top, dtype=dt)
+    for k in range(L - 1, -1, -1):
+        p = f"{prefix}l{k}."
+        W_xh, W_hh = params[p + "W_xh"], params[p + "W_hh"]
+        Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
+        dG = work.get(f"{p}dG", (T, B, G * H))
+        P_hh = k_panel.packed(W_hh, False)
+        dh_next = np.zeros((B, H), dt)
+        dc_next = np.zeros((B, H), dt)
+        for t in range(T - 1, -1, -1):
+            grads[k, t] = d_out[t] + dh_next  # from above, and back from step t + 1
+            s, h2 = slice(t, t + 1), slice(t, t + 2)  # step t alone: its inputs and its two states
+            if cfg.cell == "lstm":
+                k_lstm.backward(work.get(f"{p}Cbuf", (T + 1, B, H))[h2], work.get(f"{p}gates", (T, B, G * H))[s],
+                                W_hh, P_hh, d_out[s], dh_next, dc_next, dG[s], 0, B)
+            elif cfg.cell == "gru":
+                k_gru.backward(Hbuf[h2], work.get(f"{p}gates", (T, B, G * H))[s], work.get(f"{p}HN", (T, B, H))[s],
+                               W_hh, P_hh, d_out[s], dh_next, dG[s], work.get(f"{p}dHP", (T, B, G * H))[s], 0, B)
+            else:
+                k_rnn.backward(Hbuf[h2], W_hh, P_hh, code, d_out[s], dh_next, dG[s], 0, B)
+        if k > 0:  # what the layer below receives through this layer's input weights
+            d_in = np.empty((T, B, W_xh.shape[1]), dt)
+            k_lin.linear_input_grad(dG.reshape(T * B, G * H), W_xh, d_in.reshape(T * B, -1))
+            d_out = d_in
+    return grads
+
+
 def _over_batch(work: Workspace, batch: int, run) -> None:
     """run(lo, hi) over the whole batch, or over shares of it on the worker threads (float32;
     float64, the checking dtype, stays on one thread)."""

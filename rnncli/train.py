@@ -132,7 +132,9 @@ class _Progress:
     step_seconds: float = 0.0  # time inside training steps only: the honest chars/s denominator
     best_val: float | None = None
     best_step: int = 0
-    history: dict = field(default_factory=lambda: {"train": [], "val": []})
+    # train/val: [step, nats/char] per evaluation; time: [step, wall seconds] at the same
+    # evaluations (absent from checkpoints written before it was recorded)
+    history: dict = field(default_factory=lambda: {"train": [], "val": [], "time": []})
 
 
 def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
@@ -225,6 +227,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
             progress.best_val, progress.best_step = score, progress.step
         progress.history["val"].append([progress.step, val])
         progress.history["train"].append([progress.step, train_loss])
+        progress.history.setdefault("time", []).append([progress.step, round(time.perf_counter() - started, 3)])
         text = preview(mcfg, corpus.vocab, params, 160, 0.8, seed=cfg.seed + progress.step)
         save(latest, "latest")
         if is_best:
@@ -347,7 +350,7 @@ def _resume_state(cfg: TrainConfig, params: dict, arrays: dict, meta: dict, path
         if not (all(whole(v) for v in (progress.step, progress.epoch, progress.chunk, progress.best_step, steps))
                 and real(progress.seconds) and real(progress.step_seconds)
                 and (progress.best_val is None or real(progress.best_val))
-                and isinstance(history, dict) and set(history) == {"train", "val"}
+                and isinstance(history, dict) and set(history) in ({"train", "val"}, {"train", "val", "time"})
                 and all(isinstance(h, list) for h in history.values())):
             raise ConfigError("progress counters are missing, negative or not numbers")
         state = checkpoint.group(arrays, "opt")

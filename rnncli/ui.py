@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from rich.console import Console
@@ -116,7 +117,44 @@ def train_summary(result) -> Table:
     table.add_row("best validation loss", nats(result.best_val))
     table.add_row("best checkpoint", result.best)
     table.add_row("latest checkpoint", result.latest)
+    table.add_row("report", f"rnn report {result.run_dir}")
     return table
+
+
+def text_chart(series: dict, width: int = 56, height: int = 8, unit: str = "") -> list[str]:
+    """A small line chart in characters: series maps a name to [(x, y), ...]; each series gets
+    its own mark, the last one drawn on top. Non-finite points are left out."""
+    marks = "·•*+"
+    pts = {name: [(float(x), float(y)) for x, y in p if y is not None and math.isfinite(y)]
+           for name, p in series.items()}
+    every = [pt for p in pts.values() for pt in p]
+    if not every:
+        return []
+    x0, x1 = min(x for x, _ in every), max(x for x, _ in every)
+    y0, y1 = min(y for _, y in every), max(y for _, y in every)
+    grid = [[" "] * width for _ in range(height)]
+    for mark, p in zip(marks, pts.values()):
+        for x, y in p:
+            col = 0 if x1 == x0 else round((x - x0) / (x1 - x0) * (width - 1))
+            row = 0 if y1 == y0 else round((y1 - y) / (y1 - y0) * (height - 1))
+            grid[row][col] = mark
+    top, bottom = f"{y1:.3f}", f"{y0:.3f}"
+    pad = max(len(top), len(bottom))
+    lines = [f"{top if r == 0 else bottom if r == height - 1 else '':>{pad}} ┤" + "".join(row)
+             for r, row in enumerate(grid)]
+    lines.append(" " * pad + " └" + "─" * width)
+    left, right = f"{x0:g}", f"{x1:g}"
+    lines.append(" " * (pad + 2) + left + right.rjust(width - len(left)))
+    legend = "   ".join(f"{m} {name}" for m, name in zip(marks, pts))
+    lines.insert(0, " " * (pad + 2) + legend + (f"   ({unit})" if unit else ""))
+    return lines
+
+
+def loss_chart(series: dict, unit: str) -> None:
+    """The chart on stderr, only when stderr is a terminal (never into a log file or a pipe)."""
+    if sys.stderr.isatty():
+        for line in text_chart(series, unit=unit):
+            err.print(line, markup=False, highlight=False)
 
 
 def print_notice_table(table: Table) -> None:
