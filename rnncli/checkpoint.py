@@ -30,10 +30,13 @@ import zlib
 import numpy as np
 
 from rnncli.errors import CheckpointError
+from rnncli.text import special_file
 
 FORMAT = "rnncli"
 VERSION = 1
 TMP_PREFIX = ".tmp-"
+INFLATE_RATIO = 50  # float weights deflate to ~90%; only long runs of one value shrink more
+INFLATE_FLOOR = 64 << 20
 
 
 def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
@@ -148,11 +151,12 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
     matches the bytes it holds, so a forged header cannot make us allocate more than the file
     holds. Arrays are read eagerly and their CRCs checked, so damage fails here, not later.
     """
-    name = os.path.basename(path) or path
-    if os.path.isdir(path):
-        raise CheckpointError(f"{name}: is a directory, not a checkpoint file")
+    name = path  # named as the user gave it: a basename can hide which file was meant
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint")
+    kind_of_file = special_file(path)
+    if kind_of_file:
+        raise CheckpointError(f"{name}: is {kind_of_file}, not a checkpoint file")
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -162,6 +166,7 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
                                       f"at its end)")
             raise CheckpointError(f"{name}: not an .npz checkpoint (not a zip archive)")
         with zipfile.ZipFile(path) as zf:
+            _check_sizes(zf.infolist(), name)
             arrays = {}
             for info in zf.infolist():
                 key = _member_key(info.filename, name)
@@ -198,6 +203,42 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
         if a.dtype.kind not in "fiu":
             raise CheckpointError(f"{name}: entry {key!r} has dtype {a.dtype}, expected numbers")
     return arrays, meta
+
+
+def _check_sizes(infos: list, name: str) -> None:
+    """Bound what decompression may produce before anything is read or allocated.
+
+    Each member's size as declared in the zip directory is what zipfile lets it expand to, and
+    _read_member then requires the .npy header to declare exactly that. So the declared size is
+    the bound, and here it is held to the bytes the file really has: a stored member holds its
+    size in the file; a compressed one may expand INFLATE_RATIO times or up to INFLATE_FLOOR,
+    whichever is larger (deflated zeros reach about 1000x: a zip bomb); and all members
+    together must fit in this machine's memory.
+    """
+    total = 0
+    for info in infos:
+        size, packed = info.file_size, info.compress_size
+        if info.compress_type == zipfile.ZIP_STORED:
+            if size != packed:
+                raise CheckpointError(f"{name}: entry {info.filename!r} declares {size:,} bytes but stores "
+                                      f"{packed:,}; truncated or forged")
+        elif size > max(INFLATE_FLOOR, INFLATE_RATIO * packed):
+            raise CheckpointError(f"{name}: entry {info.filename!r} would expand from {packed:,} to {size:,} "
+                                  f"bytes ({size / max(1, packed):,.0f}x); refused as a likely zip bomb "
+                                  f"(compressed entries may expand {INFLATE_RATIO}x, or to "
+                                  f"{INFLATE_FLOOR >> 20} MiB)")
+        total += size
+    memory = _physical_memory()
+    if memory and total > memory:
+        raise CheckpointError(f"{name}: its arrays declare {total / 2**30:,.1f} GiB, more than this machine's "
+                              f"{memory / 2**30:,.1f} GiB of memory; refused")
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no bound from memory
+        return 0
 
 
 def _member_key(filename: str, name: str) -> str:

@@ -368,6 +368,7 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     history = []
     bad_epochs = 0
     epoch = 0
+    diverged = ""  # what went non-finite, and when
     for epoch in range(1, cfg.epochs + 1):
         batches = length_batches(lengths, cfg.batch_size, rng)
         reporter.epoch_start(epoch, len(batches))
@@ -384,12 +385,18 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
                                   train_embed=not cfg.freeze_embeddings)
             norm = clip_global_norm({k: grads[k] for k in trainable}, cfg.clip)
             if not (math.isfinite(loss) and math.isfinite(norm)):
-                raise DivergedError(f"loss became non-finite in epoch {epoch}; nothing was saved; try a lower --lr")
+                diverged = f"the training loss became non-finite in epoch {epoch}"
+                break
             opt.step(trainable, grads, cfg.lr)
             total += loss * len(idx)
             seen += len(idx)
             reporter.batch(loss)
+        if diverged:
+            break
         val = evaluate_split(clf, val_seqs, y_val, cw)
+        if not math.isfinite(val["loss"]):
+            diverged = f"the validation loss became {val['loss']} after epoch {epoch}"
+            break
         improved = val["loss"] < best[0]
         if improved:
             best = (val["loss"], epoch, {k: v.copy() for k, v in params.items()}, val)
@@ -407,10 +414,16 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     _, best_epoch, best_params, best_val = best
     for k in params:
         params[k][...] = best_params[k]  # early stopping: the best epoch's weights
+    if diverged and best_val is None:
+        raise DivergedError(f"{diverged}; no epoch finished with a finite validation loss, so nothing was saved; "
+                            f"try a lower --lr")
     run_dir = checkpoint.new_run_dir(out_dir, f"{os.path.splitext(name)[0]}-classifier")
     extra = {"best_epoch": best_epoch, "history": history, "val": best_val, "info": info,
              "data": os.path.abspath(data_path)}
     path = save_classifier(os.path.join(run_dir, "best.npz"), clf, extra)
+    if diverged:  # the best finite epoch is kept; the test file is not scored by a failed run
+        raise DivergedError(f"{diverged}; the best finite epoch ({best_epoch}, validation loss "
+                            f"{best_val['loss']:.4f}) was saved to {path}; try a lower --lr")
     test = None
     if test_path:  # scored once, with the best weights, after they are safely saved
         test = evaluate_file(clf, test_path, cfg.on_decode_error)

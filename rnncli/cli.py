@@ -33,6 +33,35 @@ class Finite(click.FloatRange):
 
 
 SEED = click.IntRange(min=0)  # numpy's generators take no negative seeds
+PREDICT_MAX_CHARS = 1 << 27  # `rnn classify predict` reads its input whole
+
+
+class InputFile(click.Path):
+    """An existing regular file (or a link to one). A directory, device, pipe or socket is a usage
+    error: `/dev/zero` never ends and a FIFO without a writer blocks the first read."""
+
+    def __init__(self):
+        super().__init__(exists=True, dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        from rnncli.text import special_file
+
+        what = special_file(rv)
+        if what:
+            self.fail(f"{click.format_filename(rv)!r} is {what}, not a regular file", param, ctx)
+        return rv
+
+
+class InputText(click.File):
+    """A text file opened for reading, or `-` for stdin; named files must be regular files."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value != "-":
+            InputFile().convert(value, param, ctx)
+        return super().convert(value, param, ctx)
+
+
 
 
 class RnnGroup(click.Group):
@@ -57,8 +86,9 @@ def main(ctx, debug):
     \b
     rnn train                   train a character model on the bundled corpus
     rnn sample --temp 0.8       write text with the best model of the last run
+    rnn eval best.npz text.txt  a model's loss on any text (bits/char, perplexity)
     rnn gradcheck               check every analytic gradient numerically
-    rnn classify train data.tsv label texts (train / eval / predict)
+    rnn classify train FILE     label texts (train, then eval or predict)
     rnn bench                   measure training and sampling speed here
     rnn report                  an HTML report of the last run (curves, units, gradients)
     """
@@ -80,10 +110,10 @@ def announce_compile() -> None:
 # ---------------------------------------------------------------- gradcheck
 
 @main.command(context_settings=CONTEXT)
-@click.option("--cell", "cells", type=click.Choice(CELLS), multiple=True,
-              help="Cell to check (repeat for several).  [default: all]")
-@click.option("--layers", "layers", type=click.IntRange(1, 8), multiple=True,
-              help="Number of stacked layers (repeat for several).  [default: 1 and 2]")
+@click.option("--cell", "cells", type=click.Choice(CELLS), multiple=True, show_default="all",
+              help="Cell to check (repeat for several).")
+@click.option("--layers", "layers", type=click.IntRange(1, 8), multiple=True, show_default="1 and 2",
+              help="Number of stacked layers (repeat for several).")
 @click.option("--hidden-size", type=click.IntRange(1, 256), default=GradcheckConfig.hidden_size, help="Hidden units per layer.")
 @click.option("--embedding-size", type=click.IntRange(0, 256), default=GradcheckConfig.embedding_size, help="Input embedding size; 0 checks one-hot input.")
 @click.option("--vocab-size", type=click.IntRange(2, 1024), default=GradcheckConfig.vocab_size, help="Vocabulary (and output) size.")
@@ -163,7 +193,7 @@ MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation"
 # ---------------------------------------------------------------- train
 
 @main.command(context_settings=CONTEXT)
-@click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("corpus", required=False, type=InputFile())
 @click.option("--cell", type=click.Choice(CELLS), default=M_DEF.cell, help="Recurrent cell.")
 @click.option("--hidden-size", type=click.IntRange(1, MAX_SIZE), default=M_DEF.hidden_size, help="Units per layer (rnn_size).")
 @click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=M_DEF.num_layers, help="Stacked recurrent layers (num_layers).")
@@ -186,9 +216,9 @@ MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation"
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for run folders (checkpoint_dir).")
 @click.option("--seed", type=SEED, default=T_DEF.seed, help="Random seed.")
 @click.option("--threads", type=click.IntRange(0, 1024), default=T_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
-@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None, help="Continue a run from its checkpoint, exactly where it stopped.")
+@click.option("--resume", type=InputFile(), default=None, help="Continue a run from its checkpoint, exactly where it stopped.")
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default=T_DEF.on_decode_error, help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation summaries.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation summaries; the one-line result is still printed.")
 @click.pass_context
 def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dropout, seq_len,
           batch_size, optimizer, lr, lr_decay, decay_after, clip, epochs, max_steps, max_time,
@@ -255,29 +285,32 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
     if not quiet or result.stop_reason == "interrupted":
         ui.loss_chart({"training": result.history.get("train", []), "validation": result.history.get("val", [])},
                       "nats/char against step")
-        ui.print_notice_table(ui.train_summary(result))
+        ui.print_train_summary(result)
     if result.stop_reason == "interrupted":
         ui.notice(f"Interrupted: checkpoint saved to {result.latest}; continue with "
                   f"`rnn train --resume {result.latest}`")
         sys.exit(130)
-    click.echo(result.best)
+    click.echo(ui.train_result_line(result))
 
 
 # ---------------------------------------------------------------- sample
 
 @main.command(context_settings=CONTEXT)
-@click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("-t", "--temp", "temperature", type=Finite(), default=1.0, help="Temperature: lower is safer, higher is wilder; 0 is greedy.")
+@click.argument("checkpoint", required=False, type=InputFile())
+@click.option("-t", "--temp", "temperature", type=Finite(min=0), default=1.0, help="Temperature: lower is safer, higher is wilder; 0 is greedy.")
 @click.option("--argmax", is_flag=True, help="Greedy decoding (same as --temp 0).")
 @click.option("-n", "--length", type=click.IntRange(min=1), default=1000, help="Characters to generate per sample.")
-@click.option("-p", "--prime", default="", help=r"Text to start from (escapes such as \n are understood).")
-@click.option("--seed", type=SEED, default=None, help="Random seed (printed, so a sample can be reproduced).  [default: random]")
+@click.option("-p", "--prime", default="", show_default=False, help=r"Text to start from (escapes such as \n are understood).")
+@click.option("--seed", type=SEED, default=None, show_default="random", help="Random seed (printed, so a sample can be reproduced).")
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Independent samples to write.")
 @click.option("--top-k", type=click.IntRange(min=0), default=0, help="Draw only among the k likeliest characters (0 = all).")
-@click.option("--stop", default="", help=r"Stop a sample right after this text appears (escapes understood), e.g. '\n\n'.")
+@click.option("--stop", default="", show_default=False, help=r"Stop a sample right after this text appears (escapes understood), e.g. '\n\n'.")
 @click.option("--drop-unknown", is_flag=True, help="Drop prime characters the model has never seen instead of failing.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Where to look for the last run when no CHECKPOINT is given.")
-def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, top_k, stop, drop_unknown, out_dir):
+@click.option("--novelty", is_flag=True, help="Report on stderr what share of the samples' 10-, 20- and 50-character sequences occur verbatim in the training text.")
+@click.option("--corpus", "corpus_paths", type=InputFile(), multiple=True, show_default="the checkpoint's", help="Training text for --novelty (repeat for several files; implies --novelty).")
+def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, top_k, stop, drop_unknown, out_dir,
+           novelty, corpus_paths):
     """Generate text from a trained language model.
 
     With no CHECKPOINT, uses the best checkpoint of the most recent run under --out.
@@ -286,18 +319,18 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
     \b
     Example:  rnn sample --temp 0.8 --prime "ROMEO:\\n" -n 500
     """
-    if temperature < 0:
-        raise click.BadParameter("must be 0 (greedy) or positive", param_hint="'--temp'")
     if argmax:
         temperature = 0.0
     from rnncli import ui
     from rnncli import sample as core
 
-    prime_text = core.decode_escapes(prime)
-    stop_text = core.decode_escapes(stop)
+    prime_text = core.decode_escapes(prime, "--prime")
+    stop_text = core.decode_escapes(stop, "--stop")
     path = checkpoint or core.latest_best_checkpoint(out_dir)
     lm = core.load_lm(path)
     ids = core.prime_ids(lm, prime_text, drop_unknown)
+    if corpus_paths or novelty:  # found before any sampling time is spent
+        corpus_paths = list(corpus_paths) or _training_corpus(lm.meta, path)
     announce_compile()
     gen = core.Generator(lm)
     if seed is None:
@@ -307,18 +340,70 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
     ui.notice(f"Sampling from {path} (temperature {temperature:g}, seed {seed})")
     import numpy as np
 
+    generated = []
     for i in range(num_samples):
         rng = np.random.default_rng([seed, i])
         feed = ids if len(ids) else np.array([gen.start_token()], np.int32)
         if len(ids):
             sys.stdout.write(lm.vocab.decode(ids))
+        pieces = []
         for piece in gen.stream(feed, length, temperature, top_k, rng, stop_text):
             sys.stdout.write(piece)
             sys.stdout.flush()
+            pieces.append(piece)
+        generated.append("".join(pieces))
         sys.stdout.write("\n")
         if i + 1 < num_samples:
             sys.stdout.write("\n")
         sys.stdout.flush()
+    if corpus_paths:
+        from rnncli.score import novelty as measure_novelty
+
+        config = lm.meta.get("config")
+        on_error = config.get("on_decode_error") if isinstance(config, dict) else None
+        rows = measure_novelty(generated, corpus_paths, on_error="replace" if on_error == "replace" else "strict")
+        ui.print_novelty(rows, corpus_paths)
+
+
+def _training_corpus(meta: dict, path: str) -> list:
+    """The text files a checkpoint was trained on, from its `corpus` record; a usage error naming
+    the missing file (or the lack of a record) when they cannot be read here."""
+    from rnncli.text import special_file
+
+    paths = meta.get("corpus")
+    if not (isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths)):
+        raise click.UsageError(f"{path} does not record its training text; give it with --corpus")
+    for p in paths:
+        if not os.path.isfile(p) or special_file(p):
+            raise click.UsageError(f"the training text {p} recorded in {path} is not there; "
+                                   f"give it with --corpus")
+    return paths
+
+
+# ---------------------------------------------------------------- eval
+
+@main.command("eval", context_settings=CONTEXT, short_help="A language model's loss on any text.")
+@click.argument("checkpoint", type=InputFile())
+@click.argument("text", type=InputFile())
+@click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default="strict", help="Invalid UTF-8: stop with an error, or replace with U+FFFD (which counts as unseen unless the model knows it).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="CPU threads for matrix products (0 = all cores).")
+def evaluate(checkpoint, text, on_decode_error, threads):
+    """Score a language model on a UTF-8 TEXT: nats and bits per character, perplexity.
+
+    Every character but the first is predicted from the ones before it, read in the same streams
+    and chunks as the run's validation. Characters the model has never seen are left out of the
+    text (so out of the loss) and counted.
+
+    \b
+    Example:  rnn eval runs/novel-lstm-.../best.npz held-out.txt
+    """
+    from rnncli import ui
+    from rnncli.sample import load_lm
+    from rnncli.score import score_text
+
+    lm = load_lm(checkpoint)
+    announce_compile()
+    ui.print_result_table(ui.eval_table(score_text(lm, text, on_decode_error, threads)))
 
 
 # ---------------------------------------------------------------- report
@@ -373,8 +458,8 @@ def classify():
     Data files hold one text per line as `label<TAB>text`.
 
     \b
-    rnn classify train webkb-train.txt            train (validation split held out)
-    rnn classify eval runs/.../best.npz test.txt  scores on a labelled test file
+    rnn classify train webkb-train.txt              train (validation split held out)
+    rnn classify eval runs/.../best.npz test.txt    scores on a labelled test file
     rnn classify predict runs/.../best.npz new.txt  label new texts (or stdin)
     """
 
@@ -392,17 +477,17 @@ def _comma_ints(ctx, param, value):
 
 
 @classify.command("train", context_settings=CONTEXT)
-@click.argument("data", type=click.Path(exists=True, dir_okay=False))
-@click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False), default=None, help="Labelled test file scored once, at the end, with the best weights.")
+@click.argument("data", type=InputFile())
+@click.option("--test", "test_path", type=InputFile(), default=None, help="Labelled test file scored once, at the end, with the best weights.")
 @click.option("--cell", type=click.Choice(CELLS), default=C_DEF.cell, help="Recurrent cell.")
 @click.option("--hidden-size", type=click.IntRange(1, MAX_SIZE), default=C_DEF.hidden_size, help="Units per recurrent layer (and direction).")
 @click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=C_DEF.num_layers, help="Stacked recurrent layers.")
 @click.option("--bidirectional/--unidirectional", default=C_DEF.bidirectional, help="Also read each text backwards.")
 @click.option("--pooling", type=click.Choice(POOLINGS), default=C_DEF.pooling, help="Summary of the recurrent outputs: final state, mean or max over time.")
-@click.option("--dense", callback=_comma_ints, default=",".join(map(str, C_DEF.dense)), help="Sizes of the fully connected ReLU layers before the softmax (empty for none).")
+@click.option("--dense", metavar="SIZES", callback=_comma_ints, default=",".join(map(str, C_DEF.dense)), help="Sizes of the fully connected ReLU layers before the softmax (empty for none).")
 @click.option("--dropout", type=Finite(0, 1, max_open=True), default=C_DEF.dropout, help="Dropout on recurrent outputs and dense layers.")
 @click.option("--embedding-size", type=click.IntRange(1, MAX_SIZE), default=C_DEF.embedding_size, help="Word vector size (the GloVe file's, when one is given).")
-@click.option("--glove", type=click.Path(exists=True, dir_okay=False), default=None, help="Start word vectors from a GloVe text file (word v1 ... vd).")
+@click.option("--glove", type=InputFile(), default=None, help="Start word vectors from a GloVe text file (word v1 ... vd).")
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the (GloVe) word vectors fixed.")
 @click.option("--tokens", type=click.Choice(TOKENIZERS), default=C_DEF.tokens, help="Split texts into lower-cased words or characters.")
 @click.option("--min-freq", type=click.IntRange(min=1), default=C_DEF.min_freq, help="Tokens seen fewer times in training become <unk>.")
@@ -473,9 +558,9 @@ def _report_test(test: dict, labels, to_stdout: bool = False) -> None:
         ui.notice(f"{test['empty_texts']} test texts were empty (scored from a lone unknown token).")
 
 
-@classify.command("eval", context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.argument("test", type=click.Path(exists=True, dir_okay=False))
+@classify.command("eval", context_settings=CONTEXT, short_help="Score a saved classifier on a labelled test file.")
+@click.argument("checkpoint", type=InputFile())
+@click.argument("test", type=InputFile())
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default="strict", help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
 def classify_eval(checkpoint, test, on_decode_error):
     """Score a saved classifier on a labelled TEST file (`label<TAB>text` per line).
@@ -493,8 +578,8 @@ def classify_eval(checkpoint, test, on_decode_error):
 
 
 @classify.command("predict", context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.argument("texts", type=click.File("r", encoding="utf-8", errors="strict"), default="-")
+@click.argument("checkpoint", type=InputFile())
+@click.argument("texts", type=InputText("r", encoding="utf-8", errors="strict"), default="-")
 @click.option("--all-probs", is_flag=True, help="Also print every class's probability.")
 @click.option("--labelled", is_flag=True, help="Input lines are `label<TAB>text`: ignore the label.")
 def classify_predict(checkpoint, texts, all_probs, labelled):
@@ -511,9 +596,12 @@ def classify_predict(checkpoint, texts, all_probs, labelled):
 
     clf = load_classifier(checkpoint)
     try:
-        lines = texts.read().replace("\r\n", "\n").split("\n")
+        content = texts.read(PREDICT_MAX_CHARS + 1)  # bounded: stdin may be a stream that never ends
     except UnicodeDecodeError as e:
         raise CorpusError(f"{texts.name}: not UTF-8 at byte {e.start}; re-save as UTF-8") from None
+    if len(content) > PREDICT_MAX_CHARS:
+        raise CorpusError(f"{texts.name}: more than {PREDICT_MAX_CHARS:,} characters; give the texts in parts")
+    lines = content.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if labelled:
@@ -532,10 +620,10 @@ def classify_predict(checkpoint, texts, all_probs, labelled):
 
 # ---------------------------------------------------------------- bench
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Measure training and sampling speed on this machine.")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, help="CPU threads (0 = all cores).")
 @click.option("--reps", type=click.IntRange(min=1), default=5, help="Timed repetitions per model (the median is shown).")
-@click.option("--only", default="", help="Comma-separated model names to run, e.g. lstm-2x256,sample-lstm-2x256.  [default: all]")
+@click.option("--only", metavar="NAMES", default="", show_default="all", help="Comma-separated model names to run, e.g. lstm-2x256,sample-lstm-2x256.")
 def bench(threads, reps, only):
     """Measure training and sampling speed of standard model sizes on this machine.
 

@@ -36,7 +36,7 @@ def load_lm(path: str) -> LanguageModel:
 
 
 def lm_from_arrays(arrays: dict, meta: dict, path: str) -> LanguageModel:
-    name = os.path.basename(path)
+    name = path
     try:
         if not isinstance(meta.get("model"), dict):
             raise ConfigError("no model settings")
@@ -61,14 +61,15 @@ def latest_best_checkpoint(out_dir: str) -> str:
     return max(found, key=os.path.getmtime)
 
 
-def decode_escapes(text: str) -> str:
-    r"""Turn \n, \t, \\ and \uXXXX escapes typed on a command line into characters."""
+def decode_escapes(text: str, what: str = "prime") -> str:
+    r"""Turn \n, \t, \\ and \uXXXX escapes typed on a command line into characters; what names
+    the option in the error."""
     if "\\" not in text:
         return text
     try:
         return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"prime: bad escape sequence ({e.reason})") from None
+        raise ConfigError(f"{what}: bad escape sequence ({e.reason})") from None
 
 
 class Generator:

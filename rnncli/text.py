@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import codecs
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,7 +65,28 @@ class Vocab:
 
 
 def _describe(path: str) -> str:
-    return os.path.basename(path) or path
+    return path  # as the user gave it
+
+
+def special_file(path: str) -> str:
+    """What path is when it is not a regular file ("a directory", "a named pipe", ...), else "".
+
+    Devices, pipes and sockets can block or never end (`/dev/zero`, a FIFO without a writer),
+    so inputs are refused unless they are regular files (links to regular files are fine).
+    A path that cannot be examined is left to whoever opens it, which reports why.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return ""
+    if stat.S_ISREG(mode):
+        return ""
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
 def iter_text_blocks(path: str, on_error: str = "strict"):
@@ -73,6 +95,9 @@ def iter_text_blocks(path: str, on_error: str = "strict"):
     on_error="strict" raises CorpusError naming the byte offset of the first invalid byte;
     "replace" substitutes U+FFFD.
     """
+    what = special_file(path)
+    if what:
+        raise CorpusError(f"{path}: is {what}, not a regular file; give a text file") from None
     try:
         f = open(path, "rb")
     except IsADirectoryError:
@@ -138,6 +163,7 @@ class Corpus:
     vocab: Vocab
     ids: np.ndarray  # (n,) unsigned, compact
     paths: list
+    dropped: dict = field(default_factory=dict)  # character -> count left out (drop_unknown)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -151,9 +177,11 @@ def _codes(block: str) -> np.ndarray:
     return np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)
 
 
-def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None = None) -> Corpus:
+def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None = None,
+                drop_unknown: bool = False) -> Corpus:
     """Two streamed passes over the files, in order: collect the vocabulary (unless given),
-    then encode. With a given vocabulary (resuming), characters outside it are an error.
+    then encode. With a given vocabulary (resuming), characters outside it are an error, or
+    with drop_unknown left out of the ids and counted in Corpus.dropped (scoring a text).
 
     Memory stays near one byte per character (uint8 ids) plus one block: the vocabulary pass
     marks code points in a table instead of sorting blocks, the encoding pass looks ids up in a
@@ -176,10 +204,15 @@ def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None 
     lookup[cps] = np.arange(len(cps))
     ids = np.empty(sum(_size(p) for p in paths), dtype)
     n = 0
+    dropped = {}
     for block in _blocks(paths, on_error):
         codes = _codes(block)
         bad = ~known[codes]
-        if bad.any():
+        if bad.any() and drop_unknown:
+            for c, count in zip(*np.unique(codes[bad], return_counts=True)):
+                dropped[chr(c)] = dropped.get(chr(c), 0) + int(count)
+            codes = codes[~bad]
+        elif bad.any():
             unknown = sorted({chr(c) for c in codes[bad][:1000].tolist()})
             raise CorpusError(f"{_describe(path)}: characters not in the model's vocabulary: "
                               f"{' '.join(map(repr, unknown[:20]))}")
@@ -189,9 +222,12 @@ def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None 
             ids = grown
         np.take(lookup, codes, out=ids[n:n + len(codes)], mode="clip")  # "raise" would buffer a copy
         n += len(codes)
+    if n == 0 and dropped:
+        raise CorpusError(f"{_describe(path)}: none of its {sum(dropped.values()):,} characters is in the "
+                          f"model's vocabulary")
     if n == 0:
         raise CorpusError(f"{_describe(path)}: the corpus is empty; give a file with some text")
-    return Corpus(vocab, ids[:n], list(paths))
+    return Corpus(vocab, ids[:n], list(paths), dropped)
 
 
 def _size(path: str) -> int:

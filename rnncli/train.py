@@ -102,19 +102,96 @@ def lr_at(optim: OptimConfig, epoch: int) -> float:
 
 def evaluate(cfg: ModelConfig, params: dict, ids: np.ndarray, batch_size: int, seq_len: int,
              max_chars: int) -> float:
-    """Mean cross-entropy (nats/char) over ids, read as B streams with the state carried."""
+    """Mean cross-entropy (nats/char) over ids (the first max_chars + 1 of them when max_chars)."""
     if max_chars and len(ids) > max_chars + 1:
         ids = ids[:max_chars + 1]
+    total, count = score_ids(cfg, params, ids, batch_size, seq_len)
+    return total / max(1, count)
+
+
+def score_ids(cfg: ModelConfig, params: dict, ids: np.ndarray, batch_size: int, seq_len: int) -> tuple:
+    """(summed cross-entropy in nats, characters predicted) for every character of ids but the first.
+
+    ids are read as B streams side by side (each starting from the zero state), T characters a
+    chunk, the state carried from chunk to chunk: the shorter last chunk is scored too, and the
+    fewer than B characters past the last stream are read on from that stream's state, so each
+    of ids[1:] is predicted exactly once.
+    """
+    if len(ids) < 2:
+        return 0.0, 0
     B, T, _ = fit_batches(len(ids), batch_size, seq_len)
     batches = StreamBatches(ids, B, T)
+    S = batches.stream_len
     state = M.zero_state(cfg, B, DTYPE)
     work = M.Workspace(DTYPE)
-    total = 0.0
-    for k in range(batches.chunks):
-        inputs, targets = batches.chunk(k)
+    total, count = 0.0, 0
+
+    def score(inputs, targets, state):
+        nonlocal total, count
         loss, state = M.lm_loss(cfg, params, inputs, targets, state, work)
-        total += loss
-    return total / max(1, batches.chunks)
+        total += loss * inputs.size  # lm_loss is the mean over the T·B predictions
+        count += inputs.size
+        return state
+
+    for k in range(batches.chunks):
+        state = score(*batches.chunk(k), state)
+    done = batches.chunks * T
+    if done < S:
+        idx = np.arange(B)[None, :] * S + np.arange(done, S + 1)[:, None]
+        block = ids[idx].astype(np.int32)
+        state = score(np.ascontiguousarray(block[:-1]), np.ascontiguousarray(block[1:]), state)
+    rest = ids[B * S:].astype(np.int32).reshape(-1, 1)
+    if len(rest) > 1:
+        score(np.ascontiguousarray(rest[:-1]), np.ascontiguousarray(rest[1:]),
+              np.ascontiguousarray(state[:, :, B - 1:B]))
+    return total, count
+
+
+class StreamPlan:
+    """Which text each row of a step reads. The training text is cut into S contiguous streams
+    (S a multiple of the batch B), each read in order, T characters a chunk, with its own
+    carried state. S = B is classic char-rnn: the same B streams side by side at every step.
+    With S > B, every round each stream advances one chunk, in groups of B drawn at random
+    (one permutation per round, drawn per epoch), so consecutive steps read different parts of
+    the text (less correlated updates) while every stream still carries its state.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, streams: int):
+        self.ids, self.B, self.T = ids, batch_size, seq_len
+        self.S = streams
+        self.stream_len = (len(ids) - 1) // self.S
+        self.rounds = self.stream_len // self.T
+        self.groups = self.S // self.B
+        self.chunks = self.rounds * self.groups
+        self.order = None  # (rounds, S) stream permutation per round; None when S = B
+
+    @staticmethod
+    def fit(n_chars: int, batch_size: int, seq_len: int, streams: int) -> int:
+        """Streams for this text: the requested number, a multiple of B, lowered (to B at least)
+        until each stream holds a few chunks."""
+        S = max(batch_size, streams // batch_size * batch_size)
+        while S > batch_size and (n_chars - 1) // S < 4 * seq_len:
+            S -= batch_size
+        return S
+
+    def shuffle(self, rng: np.random.Generator) -> None:
+        if self.S > self.B:
+            self.order = np.argsort(rng.random((self.rounds, self.S)), axis=1)
+
+    def rows(self, k: int) -> np.ndarray:
+        """The streams that step k of the epoch reads, in batch order."""
+        if self.order is None:
+            return np.arange(self.B)
+        r, g = divmod(k, self.groups)
+        return self.order[r, g * self.B:(g + 1) * self.B]
+
+    def chunk(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets), each (T, B) int32, time-major and C-contiguous."""
+        r = k // self.groups
+        start = r * self.T
+        idx = self.rows(k)[None, :] * self.stream_len + np.arange(start, start + self.T + 1)[:, None]
+        block = self.ids[idx].astype(np.int32)
+        return np.ascontiguousarray(block[:-1]), np.ascontiguousarray(block[1:])
 
 
 def count_params(params: dict) -> int:

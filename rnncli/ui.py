@@ -108,17 +108,17 @@ def train_summary(result) -> Table:
     table = Table(title="Training finished" if result.stop_reason != "interrupted" else "Training interrupted",
                   title_justify="left", show_header=False)
     table.add_column("", style="bold", no_wrap=True)
-    table.add_column("", overflow="fold")  # paths are folded, never cut with an ellipsis
-    nats = lambda v: "—" if v is None else f"{v:.4f} nats/char ({v / 0.6931471805599453:.3f} bits/char)"
+    table.add_column("")
     table.add_row("stopped by", result.stop_reason)
     table.add_row("steps", f"{result.steps:,} ({result.epoch:.2f} epochs, {result.seconds:.0f} s)")
     table.add_row("speed", f"{result.chars_per_sec:,.0f} chars/s")
-    table.add_row("last validation loss", nats(result.last_val))
-    table.add_row("best validation loss", nats(result.best_val))
-    table.add_row("best checkpoint", result.best)
-    table.add_row("latest checkpoint", result.latest)
-    table.add_row("report", f"rnn report {result.run_dir}")
+    table.add_row("last validation loss", _nats(result.last_val))
+    table.add_row("best validation loss", _nats(result.best_val))
     return table
+
+
+def _nats(v) -> str:
+    return "—" if v is None else f"{v:.4f} nats/char ({v / 0.6931471805599453:.3f} bits/char)"
 
 
 def text_chart(series: dict, width: int = 56, height: int = 8, unit: str = "") -> list[str]:
@@ -157,8 +157,53 @@ def loss_chart(series: dict, unit: str) -> None:
             err.print(line, markup=False, highlight=False)
 
 
-def print_notice_table(table: Table) -> None:
-    err.print(table)
+def print_train_summary(result) -> None:
+    """The summary table, then each checkpoint path whole on its own line (a table cell would
+    break a long path in the middle of a name, and it could not be copied)."""
+    err.print(train_summary(result))
+    err.print(f"best checkpoint:   {result.best}", markup=False, highlight=False)
+    err.print(f"latest checkpoint: {result.latest}", markup=False, highlight=False)
+    err.print(f"report:            rnn report {result.run_dir}", markup=False, highlight=False)
+
+
+def train_result_line(result) -> str:
+    """The one-line result on stdout: the best checkpoint, a TAB, then its loss (so
+    `cut -f1` gives the path even when it holds spaces)."""
+    which = "validation" if result.last_val is not None or result.best_val is None else "training"
+    loss = "no loss recorded" if result.best_val is None else f"best {which} loss {_nats(result.best_val)}"
+    return f"{result.best}\t{loss}"
+
+
+def eval_table(score) -> Table:
+    """`rnn eval`: the loss of a model on a text, and what was left out."""
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column("", style="bold", no_wrap=True)
+    t.add_column("", justify="right")
+    t.add_column("")
+    t.add_row("loss", f"{score.nats_per_char:.4f}", "nats/char")
+    t.add_row("", f"{score.bits_per_char:.4f}", "bits/char")
+    t.add_row("perplexity", f"{score.perplexity:.3f}", "per character")
+    t.add_row("characters", f"{score.predicted:,}", f"predicted, of {score.chars:,} read (the first is only read)")
+    shown = " ".join(repr(c) for c in sorted(score.unseen, key=lambda c: (-score.unseen[c], c))[:12])
+    more = " ..." if len(score.unseen) > 12 else ""
+    t.add_row("unseen", f"{score.unseen_count:,}",
+              f"left out of the text and the loss ({len(score.unseen)} distinct: {escape(shown)}{more})"
+              if score.unseen else "every character is in the model's vocabulary")
+    return t
+
+
+def print_novelty(rows, corpus_paths) -> None:
+    """`rnn sample --novelty`, on stderr so the samples on stdout stay clean."""
+    t = Table(title="Novelty: the samples' character n-grams found verbatim in the training text",
+              title_justify="left")
+    for col in ("n", "n-grams", "in the training text", "share"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        share = "—" if r.share is None else f"{100 * r.share:.1f}%"
+        t.add_row(str(r.n), f"{r.total:,}", f"{r.found:,}", share)
+    err.print(t)
+    for path in corpus_paths:
+        err.print(f"training text: {path}", markup=False, highlight=False)
 
 
 class ClassifyReporter(_BarReporter):

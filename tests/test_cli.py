@@ -63,7 +63,7 @@ def train(corpus, out, *extra, steps=6, eval_every=3) -> str:
                     "--out", out, "--quiet", *extra)
     lines = result.stdout.splitlines()
     assert len(lines) == 1, result.stdout
-    return lines[0]
+    return lines[0].split("\t")[0]
 
 
 @pytest.fixture
@@ -83,8 +83,9 @@ def sample(ckpt, *args) -> str:
 def test_train_prints_the_best_checkpoint(corpus, tmp_path):
     result = invoke("train", corpus, *TINY, "--max-steps", 6, "--eval-every", 3,
                     "--out", tmp_path / "runs", "--quiet")
-    best = result.stdout.strip()
-    assert result.stdout == best + "\n"
+    best, loss = result.stdout.rstrip("\n").split("\t")
+    assert result.stdout == f"{best}\t{loss}\n"  # one line: the checkpoint, a TAB, its loss
+    assert loss.startswith("best validation loss ") and "nats/char" in loss
     assert os.path.basename(best) == "best.npz"
     run_dir = os.path.dirname(best)
     assert os.path.dirname(os.path.abspath(run_dir)) == str(tmp_path / "runs")
@@ -115,7 +116,7 @@ def test_small_corpus_warns_and_trains(tmp_path, tiny_corpus):
                     "--batch-size", 32, "--seq-len", 50, "--max-steps", 3, "--out", tmp_path / "runs")
     assert "warning" in result.stderr
     assert "Traceback" not in result.output
-    assert os.path.isfile(result.stdout.strip())
+    assert os.path.isfile(result.stdout.split("\t")[0])
 
 
 # ---------------------------------------------------------------- sample
@@ -251,7 +252,7 @@ def test_unknown_prime_characters(ckpt):
 def test_resume_continues_to_the_new_limit(ckpt):
     latest = os.path.join(os.path.dirname(ckpt), "latest.npz")
     result = invoke("train", "--resume", latest, "--max-steps", 10, "--quiet")
-    assert result.stdout.strip() == ckpt
+    assert result.stdout.split("\t")[0] == ckpt
     assert load_meta(latest)["progress"]["step"] == 10
 
 

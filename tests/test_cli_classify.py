@@ -388,7 +388,7 @@ def test_language_model_checkpoint_given_to_classify(tmp_path, tiny_corpus, file
     corpus.write_text(tiny_corpus * 3, encoding="utf-8")
     result = invoke("train", corpus, "--hidden-size", 8, "--layers", 1, "--embedding-size", 4, "--seq-len", 8,
                     "--batch-size", 2, "--max-steps", 2, "--eval-every", 2, "--out", tmp_path / "runs", "--quiet")
-    lm = result.stdout.strip()
+    lm = result.stdout.split("\t")[0]
     for args in (("predict", lm, files["texts"]), ("eval", lm, files["test"])):
         stderr = flat(fails("classify", *args, code=1))
         assert "best.npz" in stderr

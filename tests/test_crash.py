@@ -146,7 +146,7 @@ def test_temp_files_never_confuse_sample_or_resume(tmp_path, tiny_corpus):
     corpus.write_text(tiny_corpus * 3, encoding="utf-8")
     result = cli("train", corpus, *MODEL, "--max-steps", 2, "--eval-every", 2, "--out", tmp_path / "runs", "--quiet")
     assert result.exit_code == 0, result.stderr
-    run_dir = os.path.dirname(result.stdout.strip())
+    run_dir = os.path.dirname(result.stdout.split("\t")[0])
     with open(os.path.join(run_dir, f".tmp-{dead_pid()}-x.npz"), "wb") as f:
         f.write(b"PK\x03\x04")
     assert cli("sample", "--out", tmp_path / "runs", "-n", 5).exit_code == 0
@@ -172,8 +172,8 @@ def test_a_missing_output_directory_is_created(corpus, tmp_path):
     out = tmp_path / "deep" / "er" / "runs"
     result = train(corpus, out)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip().startswith(str(out))
-    core_sample.load_lm(result.stdout.strip())
+    assert result.stdout.startswith(str(out))
+    core_sample.load_lm(result.stdout.split("\t")[0])
 
 
 def test_an_output_directory_under_a_file(corpus, tmp_path):
@@ -200,7 +200,7 @@ def test_a_read_only_output_directory(corpus, tmp_path):
 def test_permission_denied_at_save_time_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
     """The directory exists but refuses new files (what chmod 555 does to a non-root user)."""
     result = train(corpus, tmp_path / "runs")
-    latest = os.path.join(os.path.dirname(result.stdout.strip()), "latest.npz")
+    latest = os.path.join(os.path.dirname(result.stdout.split("\t")[0]), "latest.npz")
     before = open(latest, "rb").read()
 
     def refuse(**kwargs):
@@ -244,7 +244,7 @@ def test_disk_full_at_save_time(corpus, tmp_path, monkeypatch, fail_at):
 def test_fsync_failure_is_a_failed_save(corpus, tmp_path, monkeypatch):
     """fsync is where a full disk or a failing device often shows up (delayed allocation)."""
     result = train(corpus, tmp_path / "runs")
-    latest = os.path.join(os.path.dirname(result.stdout.strip()), "latest.npz")
+    latest = os.path.join(os.path.dirname(result.stdout.split("\t")[0]), "latest.npz")
     before = open(latest, "rb").read()
 
     def failing(fd):

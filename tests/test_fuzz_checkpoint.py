@@ -35,7 +35,7 @@ class Blob(bytes):
 def run_cli(*args) -> str:
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
+    return result.stdout.strip().split("\t")[0]  # train: path TAB loss; classify: path
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def refused(*args, code: int, input=None) -> str:
 def train_lm(corpus, out, *extra, steps=2) -> str:
     result = ok("train", corpus, *LM_TINY, "--max-steps", steps, "--eval-every", steps, "--out", out,
                 "--quiet", *extra)
-    return result.stdout.strip().splitlines()[-1]
+    return result.stdout.strip().split("\t")[0]  # train: path TAB loss; classify: path
 
 
 @pytest.fixture(scope="module")
