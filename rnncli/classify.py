@@ -24,8 +24,9 @@ from rnncli import model as M
 from rnncli.config import ClassifyConfig, GradcheckConfig
 from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
 from rnncli.kernels import linear as k_lin
+from rnncli.ngram import NgramPath, choose_mix, fit_candidates, log_softmax, mix, path_from_checkpoint, refit
 from rnncli.optim import Optimizer, clip_global_norm
-from rnncli.text import TokenVocab, load_glove, read_labelled, tokenize
+from rnncli.text import TokenVocab, match_glove, read_labelled, tokenize
 
 DTYPE = np.float32
 
@@ -214,25 +215,34 @@ class Classifier:
     labels: tuple
     params: dict
     meta: dict = field(default_factory=dict)
+    ngram: NgramPath | None = None  # the linear n-gram model mixed in (ngram.py); None: recurrent only
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids for the recurrent model (the n-gram path reads the texts themselves)."""
         index = self.vocab.index()
         return [self.vocab.encode(tokenize(t, self.cfg.tokens), index, self.cfg.max_len) for t in texts]
 
-    def predict_proba(self, seqs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (N, C), no dropout; batches of similar length."""
-        probs = np.zeros((len(seqs), len(self.labels)), np.float64)
+    def rnn_log_proba(self, seqs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """The recurrent model's log class probabilities (N, C), no dropout; batches of similar length."""
+        logp = np.zeros((len(seqs), len(self.labels)), np.float64)
         if not seqs:
-            return probs
+            return logp
         work = M.Workspace(DTYPE)
         lengths = np.array([len(s) for s in seqs])
         for idx in length_batches(lengths, batch_size, None):
             ids, rev, lens = pad_batch([seqs[i] for i in idx])
             logits, _ = forward(self.cfg, self.params, ids, rev, lens, work)
-            p = np.empty_like(logits)
-            k_lin.softmax_rows(logits, p)
-            probs[idx] = p
-        return probs
+            logp[idx] = log_softmax(logits.astype(np.float64))
+        return logp
+
+    def log_proba(self, texts: list[str]) -> np.ndarray:
+        """Log class probabilities of the whole classifier: the recurrent model, mixed with the
+        n-gram path when there is one."""
+        logp = self.rnn_log_proba(self.encode(texts))
+        return logp if self.ngram is None or not texts else self.ngram.mix(logp, texts)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.exp(self.log_proba(texts))
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
@@ -269,6 +279,7 @@ def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generat
 
 class Reporter:
     def warn(self, message: str) -> None: ...
+    def stage(self, message: str) -> None: ...
     def start(self, info: dict) -> None: ...
     def epoch_start(self, epoch: int, batches: int) -> None: ...
     def batch(self, loss: float) -> None: ...
@@ -289,27 +300,65 @@ class ClassifyResult:
     history: list
 
 
-def _class_weights(cfg: ClassifyConfig, y: np.ndarray, n_classes: int) -> np.ndarray:
-    if cfg.class_weights == "none":
+RARE_CLASS = 50  # training texts below which a class is named in a warning
+IMBALANCE = 0.25  # "auto" weighs classes when the rarest has under this share of the largest's texts
+
+
+def resolve_class_weights(cfg: ClassifyConfig, y: np.ndarray, n_classes: int) -> str:
+    """"none" or "balanced": what "auto" means for these labels."""
+    if cfg.class_weights != "auto":
+        return cfg.class_weights
+    counts = np.bincount(y, minlength=n_classes)
+    present = counts[counts > 0]
+    return "balanced" if present.min() < IMBALANCE * present.max() else "none"
+
+
+def _class_weights(mode: str, y: np.ndarray, n_classes: int) -> np.ndarray:
+    if mode == "none":
         return np.ones(n_classes)
     counts = np.bincount(y, minlength=n_classes).astype(float)
     return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
-def evaluate_split(clf: Classifier, seqs: list, y: np.ndarray, class_weights: np.ndarray | None = None) -> dict:
-    probs = clf.predict_proba(seqs)
-    pred = probs.argmax(axis=1)
-    result = metrics(y, pred, len(clf.labels))
+def scores(log_proba: np.ndarray, y: np.ndarray, n_classes: int, class_weights: np.ndarray | None = None) -> dict:
+    """metrics() of the argmax, plus the (class-weighted) mean log-loss."""
+    result = metrics(y, log_proba.argmax(axis=1), n_classes)
     w = np.ones(len(y)) if class_weights is None else class_weights[y]
-    picked = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
-    result["loss"] = float(-(w * np.log(picked)).sum() / max(w.sum(), 1e-12))
+    picked = np.maximum(log_proba[np.arange(len(y)), y], np.log(1e-12))
+    result["loss"] = float(-(w * picked).sum() / max(w.sum(), 1e-12))
+    return result
+
+
+def evaluate_split(clf: Classifier, seqs: list, y: np.ndarray, class_weights: np.ndarray | None = None,
+                   texts: list | None = None) -> dict:
+    """Scores of the classifier on encoded texts; with an n-gram path (which reads the texts
+    themselves) also those of each part alone ("parts")."""
+    rnn = clf.rnn_log_proba(seqs)
+    if clf.ngram is None:
+        return scores(rnn, y, len(clf.labels), class_weights)
+    return mixed_scores(clf.ngram, rnn, clf.ngram.log_proba(texts), y, len(clf.labels), class_weights)
+
+
+def mixed_scores(path: NgramPath, rnn: np.ndarray, ngram: np.ndarray, y: np.ndarray, n_classes: int,
+                 class_weights: np.ndarray | None) -> dict:
+    result = scores(mix(rnn, ngram, path.alpha, path.scale), y, n_classes, class_weights)
+    result["parts"] = {part: {k: v for k, v in scores(lp, y, n_classes, class_weights).items()
+                              if k in ("accuracy", "macro_f1", "loss")}
+                       for part, lp in (("rnn", rnn), ("ngram", ngram))}
     return result
 
 
 def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None, out_dir: str,
-                     reporter: Reporter | None = None) -> ClassifyResult:
+                     reporter: Reporter | None = None, baseline: bool = False) -> ClassifyResult:
+    """Train, keep the best epoch, fit the n-gram path and the mix, save, score the test file.
+    With baseline, also fit baseline.py's linear model on the same training texts and score it
+    on the same validation and test texts."""
     reporter = reporter or Reporter()
     cfg.validate()
+    if baseline:
+        from rnncli import baseline as yardstick
+
+        yardstick.require()
     blas.set_threads(cfg.threads)
     started = time.perf_counter()
     data = read_labelled(data_path, cfg.on_decode_error)
@@ -326,18 +375,20 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
             raise CorpusError(f"{os.path.basename(test_path)}: no lines with a label of {name} "
                               f"({', '.join(labels)})")
     y_all = np.array([labels.index(l) for l in data.labels], np.int64)
-    rng = np.random.default_rng(cfg.seed)
-    train_idx, val_idx = stratified_split(y_all, cfg.val_fraction, rng)
+    rng, train_idx, val_idx = split_for(cfg, y_all)
     if len(val_idx) == 0:
         raise CorpusError(f"{name}: too few texts to hold out a validation split")
     tokens = [tokenize(t, cfg.tokens) for t in data.texts]
     vocab = TokenVocab.build([tokens[i] for i in train_idx], cfg.min_freq, cfg.max_vocab)
     coverage = None
     if cfg.glove:
-        vectors, dim, found = load_glove(cfg.glove, vocab)
+        glove = match_glove(cfg.glove, vocab, [tokens[i] for i in train_idx], cfg.glove_match, cfg.glove_dim,
+                            cfg.stem_vector)
+        vectors, dim = glove.vectors, glove.dim
         if dim != cfg.embedding_size:
             cfg = replace(cfg, embedding_size=dim)
-        coverage = (found, vocab.size - 2)
+        coverage = {**glove.coverage, "match": glove.match, "why": glove.why, "source": glove.source,
+                    "words": glove.words, "stem_vector": glove.stem_vector}
     shapes = classifier_shapes(cfg, vocab.size, len(labels))
     M.require_memory(shapes, DTYPE, copies=4)
     params = init_classifier(cfg, shapes, rng, DTYPE)
@@ -350,7 +401,9 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     train_seqs = [seqs[i] for i in train_idx]
     y_train, y_val = y_all[train_idx], y_all[val_idx]
     val_seqs = [seqs[i] for i in val_idx]
-    cw = _class_weights(cfg, y_train, len(labels))
+    weighting = resolve_class_weights(cfg, y_train, len(labels))
+    cw = _class_weights(weighting, y_train, len(labels))
+    train_counts = np.bincount(y_train, minlength=len(labels))
     trainable = {k: v for k, v in params.items() if not (k == "embed" and cfg.freeze_embeddings)}
     opt = Optimizer(cfg.optim(), trainable)
     grads = M.zeros_like_params(trainable)
@@ -362,13 +415,22 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     info = {"train": len(train_idx), "val": len(val_idx), "labels": labels, "vocab": vocab.size,
             "skipped_no_tab": data.skipped_no_tab, "skipped_empty": data.skipped_empty,
             "truncated": truncated, "coverage": coverage, "params": int(sum(p.size for p in params.values())),
-            "embedding_size": cfg.embedding_size, "class_counts": np.bincount(y_all, minlength=len(labels)).tolist()}
+            "embedding_size": cfg.embedding_size, "class_counts": np.bincount(y_all, minlength=len(labels)).tolist(),
+            "class_weights": weighting, "auto_weights": cfg.class_weights == "auto", "ngram": cfg.ngram,
+            "rare": [(labels[c], int(n)) for c, n in enumerate(train_counts) if n < RARE_CLASS]}
     reporter.start(info)
+    candidates, reserve = None, 0.0
+    if cfg.ngram:  # fitted first, so the recurrent training knows how much of --max-time is left
+        reporter.stage("fitting the n-gram path on the training texts")
+        candidates = fit_candidates([data.texts[i] for i in train_idx], y_train, cw[y_train],
+                                    [data.texts[i] for i in val_idx], len(labels), cfg.ngram)
+        reserve = 1.5 * candidates.seconds_per_fit  # for its refit on training + validation texts
     best = (math.inf, 0, {k: v.copy() for k, v in params.items()}, None)
     history = []
     bad_epochs = 0
     epoch = 0
     diverged = ""  # what went non-finite, and when
+    stopped = "epochs"  # why training ended: "epochs", "patience" or "time"
     for epoch in range(1, cfg.epochs + 1):
         batches = length_batches(lengths, cfg.batch_size, rng)
         reporter.epoch_start(epoch, len(batches))
@@ -391,6 +453,9 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
             total += loss * len(idx)
             seen += len(idx)
             reporter.batch(loss)
+            if cfg.max_time and time.perf_counter() - started > cfg.max_time - reserve:
+                stopped = "time"  # this partial epoch is still evaluated, and kept if it is the best
+                break
         if diverged:
             break
         val = evaluate_split(clf, val_seqs, y_val, cw)
@@ -408,33 +473,94 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
                    "seconds": time.perf_counter() - started}
         history.append(summary)
         reporter.epoch_end(summary)
+        if stopped == "time":
+            break
         if bad_epochs >= cfg.patience:
+            stopped = "patience"
             break
     reporter.close()
+    info["stopped"] = stopped
     _, best_epoch, best_params, best_val = best
     for k in params:
         params[k][...] = best_params[k]  # early stopping: the best epoch's weights
     if diverged and best_val is None:
         raise DivergedError(f"{diverged}; no epoch finished with a finite validation loss, so nothing was saved; "
                             f"try a lower --lr")
+    if candidates is not None and not diverged:
+        reporter.stage("choosing the mix on the validation split")
+        rnn_val = clf.rnn_log_proba(val_seqs)
+        path = choose_mix(candidates, rnn_val, y_val, cw[y_val])
+        # The validation score of the mix as chosen, with the n-gram model fitted on the training
+        # texts alone (the refit below, which adds the validation texts, would flatter it).
+        best_val = mixed_scores(path, rnn_val, candidates.val_log_proba[path.C], y_val, len(labels), cw)
+        fit_idx = np.concatenate([train_idx, val_idx])
+        clf.ngram = refit(path, [data.texts[i] for i in fit_idx], y_all[fit_idx], cw[y_all[fit_idx]])
+        info["mix"] = {"alpha": clf.ngram.alpha, "C": clf.ngram.C, "terms": clf.ngram.features.size}
     run_dir = checkpoint.new_run_dir(out_dir, f"{os.path.splitext(name)[0]}-classifier")
     extra = {"best_epoch": best_epoch, "history": history, "val": best_val, "info": info,
-             "data": os.path.abspath(data_path)}
+             "data": os.path.abspath(data_path), "data_sha256": file_sha256(data_path)}
+    baseline_model = None
+    if baseline and not diverged:
+        reporter.stage("fitting the baseline on the same training texts")
+        baseline_model = yardstick.fit([data.texts[i] for i in train_idx], y_train)
+        best_val["baseline"] = _brief(metrics(y_val, baseline_model.predict([data.texts[i] for i in val_idx]),
+                                              len(labels)))
+        extra["baseline"] = yardstick.DESCRIPTION
     path = save_classifier(os.path.join(run_dir, "best.npz"), clf, extra)
     if diverged:  # the best finite epoch is kept; the test file is not scored by a failed run
         raise DivergedError(f"{diverged}; the best finite epoch ({best_epoch}, validation loss "
                             f"{best_val['loss']:.4f}) was saved to {path}; try a lower --lr")
     test = None
     if test_path:  # scored once, with the best weights, after they are safely saved
-        test = evaluate_file(clf, test_path, cfg.on_decode_error)
+        test = evaluate_file(clf, test_path, cfg.on_decode_error, baseline_model)
         save_classifier(path, clf, {**extra, "test": test})
     seconds = time.perf_counter() - started
     return ClassifyResult(path, labels, best_epoch, epoch, seconds, best_val, test, info, history)
 
 
-def evaluate_file(clf: Classifier, path: str, on_error: str = "strict") -> dict:
+def split_for(cfg: ClassifyConfig, y_all: np.ndarray) -> tuple:
+    """(rng, training indices, validation indices): the split every run of cfg on these labels
+    makes; the rng goes on to initialise the model."""
+    rng = np.random.default_rng(cfg.seed)
+    return (rng, *stratified_split(y_all, cfg.val_fraction, rng))
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _brief(m: dict) -> dict:
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
+def refit_baseline(clf: Classifier, on_error: str = "strict"):
+    """baseline.py's model fitted again on the training split of a checkpoint trained with
+    --baseline: the data file it names must still hold the same bytes."""
+    from rnncli import baseline as yardstick
+
+    yardstick.require()
+    path = clf.meta.get("data", "")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise CorpusError(f"baseline: the training file {path!r} is not there any more; it is needed to refit")
+    if file_sha256(path) != clf.meta.get("data_sha256"):
+        raise CorpusError(f"baseline: {path} has changed since training; the baseline cannot be refitted "
+                          f"on the same texts")
+    data = read_labelled(path, on_error)
+    y_all = np.array([clf.labels.index(l) for l in data.labels], np.int64)
+    _, train_idx, _ = split_for(clf.cfg, y_all)
+    return yardstick.fit([data.texts[i] for i in train_idx], y_all[train_idx])
+
+
+def evaluate_file(clf: Classifier, path: str, on_error: str = "strict", baseline_model=None) -> dict:
     """Scores on a labelled file. Texts with labels the model does not know are skipped and
-    counted; empty texts are kept (predicted from a lone unknown token) and counted."""
+    counted; empty texts are kept (predicted from a lone unknown token) and counted. With a
+    baseline model, its accuracy and macro-F1 on the same texts too ("baseline")."""
     data = read_labelled(path, on_error, keep_empty=True)
     known = [i for i, l in enumerate(data.labels) if l in clf.labels]
     unknown_labels = sorted({l for l in data.labels if l not in clf.labels})
@@ -443,7 +569,9 @@ def evaluate_file(clf: Classifier, path: str, on_error: str = "strict") -> dict:
                           f"({', '.join(clf.labels)})")
     texts = [data.texts[i] for i in known]
     y = np.array([clf.labels.index(data.labels[i]) for i in known], np.int64)
-    result = evaluate_split(clf, clf.encode(texts), y)
+    result = evaluate_split(clf, clf.encode(texts), y, texts=texts)
+    if baseline_model is not None:
+        result["baseline"] = _brief(metrics(y, baseline_model.predict(texts), len(clf.labels)))
     result.update({"skipped_unknown_label": len(data.labels) - len(known), "unknown_labels": unknown_labels,
                    "skipped_no_tab": data.skipped_no_tab, "empty_texts": sum(not t.strip() for t in texts),
                    "path": path})
@@ -454,10 +582,14 @@ def evaluate_file(clf: Classifier, path: str, on_error: str = "strict") -> dict:
 
 def save_classifier(path: str, clf: Classifier, extra: dict) -> str:
     arrays = {f"param/{k}": v for k, v in clf.params.items()}
+    meta = {}
+    if clf.ngram is not None:
+        arrays.update(clf.ngram.arrays())
+        meta["ngram"] = clf.ngram.meta()
     cfg = vars(clf.cfg).copy()
     cfg["dense"] = list(cfg["dense"])
     return checkpoint.save(path, arrays, {"kind": "classifier", "config": cfg, "labels": list(clf.labels),
-                                          "vocab": list(clf.vocab.tokens), **extra})
+                                          "vocab": list(clf.vocab.tokens), **meta, **extra})
 
 
 def load_classifier(path: str) -> Classifier:
@@ -466,6 +598,7 @@ def load_classifier(path: str) -> Classifier:
     try:
         raw = dict(meta["config"])
         raw["dense"] = tuple(raw["dense"])
+        raw.setdefault("ngram", 0)  # saved before the n-gram path existed
         cfg = ClassifyConfig(**raw).validate()
         if not all(isinstance(v, list) and all(isinstance(t, str) for t in v)
                    for v in (meta["labels"], meta["vocab"])):
@@ -482,11 +615,17 @@ def load_classifier(path: str) -> Classifier:
                                 classifier_shapes(cfg, vocab.size, len(labels)), DTYPE)
     except ConfigError as e:
         raise CheckpointError(f"{name}: {e} (vocabulary {vocab.size}, {len(labels)} labels)") from None
-    return Classifier(cfg, vocab, labels, params, meta)
+    ngram = None
+    if "ngram" in meta:
+        try:
+            ngram = path_from_checkpoint(arrays, meta["ngram"], len(labels))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{name}: the n-gram path is incomplete or invalid ({e})") from None
+    return Classifier(cfg, vocab, labels, params, meta, ngram)
 
 
 def predict_lines(clf: Classifier, lines: list[str]) -> np.ndarray:
-    return clf.predict_proba(clf.encode(lines))
+    return clf.predict_proba(lines)
 
 
 # ---------------------------------------------------------------- gradient check

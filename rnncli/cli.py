@@ -12,7 +12,7 @@ import sys
 import click
 
 from rnncli import __version__
-from rnncli.config import (ACTIVATIONS, CELLS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, TOKENIZERS,
+from rnncli.config import (ACTIVATIONS, CELLS, CLASS_WEIGHTS, GLOVE_MATCHES, STEM_VECTORS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, SCHEDULES, TOKENIZERS,
                            ClassifyConfig, GradcheckConfig, ModelConfig, OptimConfig, TrainConfig)
 from rnncli.errors import RnnError
 
@@ -62,8 +62,6 @@ class InputText(click.File):
         return super().convert(value, param, ctx)
 
 
-
-
 class RnnGroup(click.Group):
     """Turns the project's own errors into one `Error: ...` line and exit code 1."""
 
@@ -73,6 +71,8 @@ class RnnGroup(click.Group):
         except RnnError as e:
             if (ctx.obj or {}).get("debug"):
                 raise
+            if getattr(e, "silent", False):  # another MPI rank reports this error
+                ctx.exit(1)
             raise click.ClickException(str(e)) from None
 
 
@@ -91,6 +91,7 @@ def main(ctx, debug):
     rnn classify train FILE     label texts (train, then eval or predict)
     rnn bench                   measure training and sampling speed here
     rnn report                  an HTML report of the last run (curves, units, gradients)
+    rnn sweep FILE --grid lr=1e-3,3e-3   many trainings (local or Dask), ranked
     """
     ctx.obj = {"debug": debug}
 
@@ -186,8 +187,10 @@ class Duration(click.ParamType):
 
 # Options that define the model: fixed by a checkpoint when resuming.
 MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation", "dropout",
-                 "seq_len", "batch_size", "optimizer", "lr", "lr_decay", "decay_after", "clip",
-                 "val_fraction", "seed", "on_decode_error")
+                 "seq_len", "batch_size", "optimizer", "lr", "schedule", "lr_final", "lr_decay", "decay_after",
+                 "clip", "state_reset", "streams", "val_fraction", "seed", "on_decode_error")
+# train options the recipe chooses (from the corpus size and measured speed) unless given
+AUTO_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "dropout": "dropout"}
 
 
 # ---------------------------------------------------------------- train
@@ -195,19 +198,24 @@ MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation"
 @main.command(context_settings=CONTEXT)
 @click.argument("corpus", required=False, type=InputFile())
 @click.option("--cell", type=click.Choice(CELLS), default=M_DEF.cell, help="Recurrent cell.")
-@click.option("--hidden-size", type=click.IntRange(1, MAX_SIZE), default=M_DEF.hidden_size, help="Units per layer (rnn_size).")
-@click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=M_DEF.num_layers, help="Stacked recurrent layers (num_layers).")
+@click.option("--hidden-size", type=click.IntRange(1, MAX_SIZE), default=M_DEF.hidden_size, show_default=f"chosen for the corpus and budget; {M_DEF.hidden_size} without one", help="Units per layer (rnn_size).")
+@click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=M_DEF.num_layers, show_default=f"chosen; {M_DEF.num_layers} without a budget", help="Stacked recurrent layers (num_layers).")
 @click.option("--embedding-size", type=click.IntRange(0, MAX_SIZE), default=M_DEF.embedding_size, help="Character vector size; 0 feeds one-hot vectors.")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=M_DEF.activation, help="Activation of the vanilla rnn cell.")
-@click.option("--dropout", type=Finite(0, 1, max_open=True), default=M_DEF.dropout, help="Dropout on each layer's output.")
+@click.option("--dropout", type=Finite(0, 1, max_open=True), default=M_DEF.dropout, show_default=f"chosen; {M_DEF.dropout:g} without a budget", help="Dropout on each layer's output.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=T_DEF.seq_len, help="Characters per BPTT chunk (seq_length).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=T_DEF.batch_size, help="Streams trained side by side.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=O_DEF.optimizer, help="Update rule.")
 @click.option("--lr", type=Finite(min=0, min_open=True), default=O_DEF.lr, help="Learning rate (learning_rate).")
-@click.option("--lr-decay", type=Finite(0, 1, min_open=True), default=O_DEF.lr_decay, help="Multiply the rate by this once per epoch...")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=O_DEF.schedule, help="Learning-rate schedule: cosine decays to the end of the nearest limit (time budget, steps, epochs); step multiplies by --lr-decay each epoch.")
+@click.option("--lr-final", type=Finite(0, 1), default=O_DEF.lr_final, help="cosine: the last rate, as a fraction of --lr.")
+@click.option("--lr-decay", type=Finite(0, 1, min_open=True), default=O_DEF.lr_decay, help="step: multiply the rate by this once per epoch...")
 @click.option("--decay-after", type=click.IntRange(min=0), default=O_DEF.decay_after, help="...after this many epochs.")
 @click.option("--clip", type=Finite(min=0), default=O_DEF.clip, help="Clip the global gradient norm to this (0 = off).")
-@click.option("--epochs", type=click.IntRange(min=1), default=T_DEF.epochs, help="Passes over the training text (max_epochs).")
+@click.option("--epochs", type=click.IntRange(min=0), default=T_DEF.epochs, help="Most passes over the training text (0 = no limit).")
+@click.option("--patience", type=click.IntRange(min=0), default=T_DEF.patience, help="Stop after this many evaluations without a better validation loss (0 = never).")
+@click.option("--state-reset", type=Finite(0, 1, max_open=True), default=T_DEF.state_reset, help="Chance per chunk that a stream restarts from the empty state (what sampling starts from).")
+@click.option("--streams", type=click.IntRange(min=0), default=T_DEF.streams, help="Cut the text into this many streams, read --batch-size at a time in random groups (0 = batch size: the classic char-rnn order).")
 @click.option("--max-steps", type=click.IntRange(min=0), default=T_DEF.max_steps, help="Stop after this many steps (0 = no limit).")
 @click.option("--max-time", type=Duration(), default=Duration.format(T_DEF.max_time), help="Stop after this much training time, e.g. 90s, 10m, 1.5h (0 = no limit).")
 @click.option("--val-fraction", type=Finite(0, 1, max_open=True), default=T_DEF.val_fraction, help="Share of the text, from its end, held out for validation.")
@@ -221,7 +229,8 @@ MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation"
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation summaries; the one-line result is still printed.")
 @click.pass_context
 def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dropout, seq_len,
-          batch_size, optimizer, lr, lr_decay, decay_after, clip, epochs, max_steps, max_time,
+          batch_size, optimizer, lr, schedule, lr_final, lr_decay, decay_after, clip, epochs, patience, state_reset,
+          streams, max_steps, max_time,
           val_fraction, eval_every, eval_chars, out_dir, seed, threads, resume, on_decode_error, quiet):
     """Train a character-level language model on a UTF-8 text file.
 
@@ -231,7 +240,7 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
     \b
     Example:  rnn train input.txt --cell lstm --hidden-size 256 --max-time 10m
     """
-    limits = dict(epochs=epochs, max_steps=max_steps, max_time=max_time, eval_every=eval_every,
+    limits = dict(epochs=epochs, patience=patience, max_steps=max_steps, max_time=max_time, eval_every=eval_every,
                   eval_chars=eval_chars, threads=threads, out_dir=out_dir)
     from rnncli import ui
 
@@ -248,7 +257,9 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
         saved = {"cell": cfg.model.cell, "hidden_size": cfg.model.hidden_size, "layers": cfg.model.num_layers,
                  "embedding_size": cfg.model.embedding_size, "activation": cfg.model.activation,
                  "dropout": cfg.model.dropout, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,
-                 "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr, "lr_decay": cfg.optim.lr_decay,
+                 "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr, "schedule": cfg.optim.schedule,
+                 "lr_final": cfg.optim.lr_final, "state_reset": cfg.state_reset, "streams": cfg.streams,
+                 "lr_decay": cfg.optim.lr_decay,
                  "decay_after": cfg.optim.decay_after, "clip": cfg.optim.clip,
                  "val_fraction": cfg.val_fraction, "seed": cfg.seed, "on_decode_error": cfg.on_decode_error}
         clash = [n for n in given if ctx.params[n] != saved[n]]
@@ -268,9 +279,14 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
         cfg = TrainConfig(
             model=ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=layers,
                               embedding_size=embedding_size, activation=activation, dropout=dropout),
-            optim=OptimConfig(optimizer=optimizer, lr=lr, lr_decay=lr_decay, decay_after=decay_after, clip=clip),
-            seq_len=seq_len, batch_size=batch_size, val_fraction=val_fraction, seed=seed,
-            on_decode_error=on_decode_error, **limits)
+            optim=OptimConfig(optimizer=optimizer, lr=lr, schedule=schedule, lr_final=lr_final, lr_decay=lr_decay,
+                              decay_after=decay_after, clip=clip),
+            seq_len=seq_len, batch_size=batch_size, val_fraction=val_fraction, seed=seed, state_reset=state_reset,
+            streams=streams,
+            on_decode_error=on_decode_error, auto=tuple(
+                setting for name, setting in AUTO_OPTIONS.items()
+                if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT),
+            **limits)
         if corpus:
             paths = [corpus]
         else:
@@ -282,6 +298,8 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
     from rnncli.train import train as run_training
 
     result = run_training(cfg, paths, resume=resume, reporter=ui.TrainReporter(quiet))
+    if result.rank:  # under mpiexec, rank 0 alone reports
+        return
     if not quiet or result.stop_reason == "interrupted":
         ui.loss_chart({"training": result.history.get("train", []), "validation": result.history.get("val", [])},
                       "nats/char against step")
@@ -291,6 +309,136 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
                   f"`rnn train --resume {result.latest}`")
         sys.exit(130)
     click.echo(ui.train_result_line(result))
+
+
+# ---------------------------------------------------------------- sweep
+
+# train options a sweep sets itself (or that make no sense per trial)
+SWEEP_OWN = {"corpus", "resume", "out_dir", "threads", "quiet"}
+
+
+def _train_options(train_cmd) -> dict:
+    """Long option name without dashes -> the train command's click.Option."""
+    return {o[2:]: p for p in train_cmd.params if isinstance(p, click.Option) for o in p.opts if o.startswith("--")}
+
+
+def _arg(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _parse_grid(text: str, options: dict, tctx, ctx, random_trials):
+    from rnncli.sweep import Axis
+
+    name, eq, values = text.partition("=")
+    name = name.strip().lstrip("-")
+    if not eq or not name:
+        raise click.UsageError(f"--grid {text!r}: expected OPTION=V1,V2 (for example hidden-size=128,256)", ctx)
+    param = options.get(name)
+    if param is None or param.name in SWEEP_OWN or param.is_flag:
+        what = "is set by the sweep itself" if param is not None else "is not an option of rnn train"
+        raise click.UsageError(f"--grid {name}: {what}", ctx)
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not items:
+        raise click.UsageError(f"--grid {name}: no values; give V1,V2 or (with --random) LOW..HIGH", ctx)
+
+    def convert(v: str):
+        try:
+            return param.type.convert(v, param, tctx)
+        except click.BadParameter as e:
+            raise click.UsageError(f"--grid {name}={v}: {e.message}", ctx) from None
+
+    option = f"--{name}"
+    if len(items) == 1 and ".." in items[0]:
+        spec, _, scale = items[0].partition(":")
+        if scale not in ("", "log", "lin"):
+            raise click.UsageError(f"--grid {name}: the range scale is :log or :lin, not :{scale}", ctx)
+        if not random_trials:
+            raise click.UsageError(f"--grid {name}={items[0]}: a range needs --random N (or list the values)", ctx)
+        low, _, high = spec.partition("..")
+        low, high = convert(low.strip()), convert(high.strip())
+        if not (isinstance(low, (int, float)) and low < high):
+            raise click.UsageError(f"--grid {name}={items[0]}: a range needs a number below a larger one", ctx)
+        if scale == "log" and low <= 0:
+            raise click.UsageError(f"--grid {name}={items[0]}: a :log range must be above 0", ctx)
+        return Axis(option, low=float(low), high=float(high), log=scale == "log", integer=isinstance(low, int))
+    if any(".." in v for v in items):
+        raise click.UsageError(f"--grid {name}: give either one LOW..HIGH range or a list of values", ctx)
+    return Axis(option, values=tuple(dict.fromkeys(_arg(convert(v)) for v in items)))
+
+
+@main.command(context_settings={**CONTEXT, "ignore_unknown_options": True},
+              short_help="Many trainings over a grid of options, ranked.")
+@click.argument("train_args", nargs=-1, type=click.UNPROCESSED, metavar="[CORPUS] [TRAIN OPTIONS]")
+@click.option("--grid", "grids", multiple=True, metavar="OPTION=V1,V2", help="A train option and the values to try (repeat; every combination runs). With --random, also LOW..HIGH[:log].")
+@click.option("--random", "random_trials", type=click.IntRange(min=1), default=None, help="Draw this many combinations at random (seeded by --seed) instead of running the whole grid.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, show_default="cores / threads", help="Trials run at once on this machine.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=1, help="Threads per trial (Numba, OpenBLAS and --threads).")
+@click.option("--address", envvar="DASK_SCHEDULER_ADDRESS", default=None, show_default="$DASK_SCHEDULER_ADDRESS", help="Run the trials on the Dask distributed scheduler at this address, e.g. tcp://HOST:8786.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for the sweep folder (sweep-<corpus>-<hash>/, one run folder per trial).")
+@click.option("-q", "--quiet", is_flag=True, help="No live table; the ranked table is still printed.")
+@click.pass_context
+def sweep(ctx, train_args, grids, random_trials, workers, threads, address, out_dir, quiet):
+    """Train one model per combination of options and rank them by validation loss.
+
+    Every other option is passed to each `rnn train` trial. Running the same command again
+    skips finished trials and resumes interrupted ones.
+
+    \b
+    Example:  rnn sweep input.txt --grid hidden-size=128,256 --grid dropout=0,0.2 --max-time 2m
+              rnn sweep input.txt --random 8 --grid lr=1e-3..1e-2:log --grid layers=1,2
+    """
+    if not grids:
+        raise click.UsageError("give at least one --grid OPTION=V1,V2", ctx)
+    train_cmd = main.get_command(ctx, "train")
+    tctx = train_cmd.make_context("rnn sweep", list(train_args), parent=ctx)
+    given = [p for p in train_cmd.params
+             if tctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE and p.name != "corpus"]
+    if tctx.params.get("resume"):
+        raise click.UsageError("--resume: a sweep resumes its trials itself; run the same sweep command again", ctx)
+    options = _train_options(train_cmd)
+    axes = [_parse_grid(g, options, tctx, ctx, random_trials) for g in grids]
+    names = [a.option for a in axes]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise click.UsageError(f"--grid {repeated[0][2:]}: given twice; list all its values in one --grid", ctx)
+    both = [p for p in given if any(o in names for o in p.opts)]
+    if both:
+        raise click.UsageError(f"--grid {both[0].opts[-1][2:]}: also given as a train option; keep one", ctx)
+    base_args = []
+    for p in given:
+        long = [o for o in p.opts if o.startswith("--")][0]
+        base_args += [long] if p.is_flag else [long, _arg(tctx.params[p.name])]
+    if tctx.params.get("corpus"):
+        paths = [tctx.params["corpus"]]
+    else:
+        from rnncli.text import default_corpus_files
+
+        paths = default_corpus_files()
+    from rnncli import report, ui
+    from rnncli.sweep import curves, make_plan, require_dask, run_sweep
+
+    if address:
+        require_dask()
+    plan = make_plan(out_dir, paths, axes, base_args, threads, random_trials or 0, tctx.params["seed"])
+    announce_compile()
+    ui.notice(f"Sweep of {len(plan.trials)} trials in {plan.folder}")
+    live = ui.SweepLive(len(plan.trials), quiet)
+    try:
+        result = run_sweep(plan, workers or 0, address, live.result)
+    finally:
+        live.close()
+    page = report.write(report.render_sweep(f"rnn sweep: {os.path.basename(plan.folder)}", result.rows,
+                                            curves(result.rows)), os.path.join(plan.folder, "sweep.html"))
+    ui.print_sweep_table(result.rows, len(plan.trials))
+    ui.notice(f"{len(plan.trials) - result.skipped} trial(s) on {result.where} in {result.seconds:.1f} s"
+              + (f"; {result.skipped} finished earlier" if result.skipped else "") + f". Curves: {page}")
+    if result.interrupted:
+        ui.notice("Interrupted: every running trial saved its checkpoint; run the same command to resume.")
+        sys.exit(130)
+    if result.failures:
+        first = result.failures[0]
+        raise click.ClickException(f"{len(result.failures)} trial(s) failed; {first['name']}: {first.get('error', '')} "
+                                   f"(log: {os.path.join(plan.trial_dir(first['name']), 'train.log')})")
 
 
 # ---------------------------------------------------------------- sample
@@ -487,7 +635,10 @@ def _comma_ints(ctx, param, value):
 @click.option("--dense", metavar="SIZES", callback=_comma_ints, default=",".join(map(str, C_DEF.dense)), help="Sizes of the fully connected ReLU layers before the softmax (empty for none).")
 @click.option("--dropout", type=Finite(0, 1, max_open=True), default=C_DEF.dropout, help="Dropout on recurrent outputs and dense layers.")
 @click.option("--embedding-size", type=click.IntRange(1, MAX_SIZE), default=C_DEF.embedding_size, help="Word vector size (the GloVe file's, when one is given).")
-@click.option("--glove", type=InputFile(), default=None, help="Start word vectors from a GloVe text file (word v1 ... vd).")
+@click.option("--glove", type=InputFile(), default=None, help="Start word vectors from a GloVe text file (word v1 ... vd) or the glove.6B.zip archive.")
+@click.option("--glove-dim", type=click.IntRange(0, MAX_SIZE), default=C_DEF.glove_dim, help="Vector size to read from a GloVe zip archive (0 = its only file); checked against a text file.")
+@click.option("--glove-match", type=click.Choice(GLOVE_MATCHES), default=C_DEF.glove_match, help="Match words to GloVe exactly or by Porter stem (stemmed corpora); auto: by stem when that covers 10 points more of the tokens.")
+@click.option("--stem-vector", type=click.Choice(STEM_VECTORS), default=C_DEF.stem_vector, help="A stem's vector: its most frequent GloVe word's, or the mean of its words weighted by frequency.")
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the (GloVe) word vectors fixed.")
 @click.option("--tokens", type=click.Choice(TOKENIZERS), default=C_DEF.tokens, help="Split texts into lower-cased words or characters.")
 @click.option("--min-freq", type=click.IntRange(min=1), default=C_DEF.min_freq, help="Tokens seen fewer times in training become <unk>.")
@@ -500,7 +651,10 @@ def _comma_ints(ctx, param, value):
 @click.option("--lr", type=Finite(min=0, min_open=True), default=C_DEF.lr, help="Learning rate.")
 @click.option("--weight-decay", type=Finite(min=0), default=C_DEF.weight_decay, help="Weight decay (decoupled for adam).")
 @click.option("--clip", type=Finite(min=0), default=C_DEF.clip, help="Clip the global gradient norm (0 = off).")
-@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=C_DEF.class_weights, help="Weigh classes by inverse frequency (for imbalanced labels).")
+@click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default=C_DEF.class_weights, help="Weigh classes by inverse frequency: auto does when the rarest class has under a quarter of the largest's texts.")
+@click.option("--max-time", type=Duration(), default=Duration.format(C_DEF.max_time), help="Stop the recurrent training after this long, e.g. 90s, 10m (0 = no limit); the epoch under way is scored.")
+@click.option("--baseline", is_flag=True, help="Also fit TF-IDF + a linear SVM (scikit-learn) on the same training texts and show its scores beside the classifier's.")
+@click.option("--ngram", type=click.IntRange(0, 5), default=C_DEF.ngram, help="Mix in a linear model of word 1..N-grams, weighted on the validation split (0 = the recurrent model alone).")
 @click.option("--val-fraction", type=Finite(0, 1, min_open=True, max_open=True), default=C_DEF.val_fraction, help="Share of each class held out for validation (stratified).")
 @click.option("--seed", type=SEED, default=C_DEF.seed, help="Random seed (split, initialisation, batches).")
 @click.option("--threads", type=click.IntRange(0, 1024), default=C_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
@@ -508,8 +662,8 @@ def _comma_ints(ctx, param, value):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for the run folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch summaries.")
 def classify_train(data, test_path, cell, hidden_size, layers, bidirectional, pooling, dense, dropout,
-                   embedding_size, glove, freeze_embeddings, tokens, min_freq, max_vocab, max_len, batch_size,
-                   epochs, patience, optimizer, lr, weight_decay, clip, class_weights, val_fraction, seed,
+                   embedding_size, glove, glove_dim, glove_match, stem_vector, freeze_embeddings, tokens, min_freq, max_vocab, max_len, batch_size,
+                   epochs, patience, optimizer, lr, weight_decay, clip, class_weights, max_time, baseline, ngram, val_fraction, seed,
                    threads, on_decode_error, out_dir, quiet):
     """Train a text classifier on DATA (`label<TAB>text` per line).
 
@@ -523,25 +677,33 @@ def classify_train(data, test_path, cell, hidden_size, layers, bidirectional, po
         raise click.UsageError("--freeze-embeddings needs --glove (learned vectors must be trained)")
     cfg = ClassifyConfig(cell=cell, hidden_size=hidden_size, num_layers=layers, bidirectional=bidirectional,
                          pooling=pooling, dense=dense, dropout=dropout, embedding_size=embedding_size,
-                         glove=glove or "", freeze_embeddings=freeze_embeddings, tokens=tokens, min_freq=min_freq,
+                         glove=glove or "", glove_dim=glove_dim, glove_match=glove_match, stem_vector=stem_vector,
+                         freeze_embeddings=freeze_embeddings, tokens=tokens, min_freq=min_freq,
                          max_vocab=max_vocab, max_len=max_len, batch_size=batch_size, epochs=epochs,
                          patience=patience, optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip=clip,
-                         class_weights=class_weights, val_fraction=val_fraction, seed=seed, threads=threads,
+                         class_weights=class_weights, ngram=ngram, max_time=max_time, val_fraction=val_fraction, seed=seed, threads=threads,
                          on_decode_error=on_decode_error).validate()
     announce_compile()
     from rnncli import ui
     from rnncli.classify import train_classifier
 
-    result = train_classifier(cfg, data, test_path, out_dir, ui.ClassifyReporter(quiet))
+    result = train_classifier(cfg, data, test_path, out_dir, ui.ClassifyReporter(quiet), baseline)
     if not quiet:
         ui.loss_chart({"training": [(h["epoch"], h["train_loss"]) for h in result.history],
                        "validation": [(h["epoch"], h["val_loss"]) for h in result.history]}, "loss against epoch")
-        ui.notice(f"Best epoch {result.best_epoch} of {result.epochs_run} ({result.seconds:.0f} s); "
-                  f"weights saved to {result.path}")
+        why = {"epochs": "the last of --epochs", "time": "stopped by --max-time",
+               "patience": f"stopped after {cfg.patience} without a better validation loss"}
+        ui.notice(f"Best epoch {result.best_epoch} of {result.epochs_run} ({why[result.info['stopped']]}); "
+                  f"{result.seconds:.0f} s in all; weights saved to {result.path}")
+        if "mix" in result.info:
+            mix = result.info["mix"]
+            ui.notice(f"Mix chosen on the validation split: {mix['alpha']:.1f} × recurrent + "
+                      f"{1 - mix['alpha']:.1f} × n-gram log-probabilities ({mix['terms']:,} word n-grams, C={mix['C']:g}).")
         ui.print_tables(ui.metrics_tables(result.val, result.labels, "validation"))
         ui.notice(f"Report: rnn report {os.path.dirname(result.path)}")
     if result.test is not None:
         _report_test(result.test, result.labels)
+    ui.print_tables([ui.comparison_table(result.val, result.test, result.seconds)])
     click.echo(result.path)
 
 
@@ -562,7 +724,8 @@ def _report_test(test: dict, labels, to_stdout: bool = False) -> None:
 @click.argument("checkpoint", type=InputFile())
 @click.argument("test", type=InputFile())
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default="strict", help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
-def classify_eval(checkpoint, test, on_decode_error):
+@click.option("--baseline", is_flag=True, help="Refit the baseline of a model trained with --baseline (same training texts) and score it on TEST too.")
+def classify_eval(checkpoint, test, on_decode_error, baseline):
     """Score a saved classifier on a labelled TEST file (`label<TAB>text` per line).
 
     Prints accuracy, macro-F1, per-class scores and the confusion matrix.
@@ -570,11 +733,16 @@ def classify_eval(checkpoint, test, on_decode_error):
     \b
     Example:  rnn classify eval runs/webkb-classifier-.../best.npz webkb-test.txt
     """
-    from rnncli.classify import evaluate_file, load_classifier
+    from rnncli import ui
+    from rnncli.classify import evaluate_file, load_classifier, refit_baseline
 
     clf = load_classifier(checkpoint)
+    if baseline and "baseline" not in clf.meta:
+        raise click.UsageError("--baseline: this checkpoint was trained without --baseline")
     announce_compile()
-    _report_test(evaluate_file(clf, test, on_decode_error), clf.labels, to_stdout=True)
+    result = evaluate_file(clf, test, on_decode_error, refit_baseline(clf, on_decode_error) if baseline else None)
+    _report_test(result, clf.labels, to_stdout=True)
+    ui.print_tables([ui.comparison_table(clf.meta.get("val"), result, None)], to_stdout=True)
 
 
 @classify.command("predict", context_settings=CONTEXT)

@@ -11,6 +11,10 @@ from rnncli.errors import ConfigError
 CELLS = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+# Settings `rnn train` may choose from the corpus size and the measured speed when the user
+# leaves them at their defaults (TrainConfig.auto).
+AUTO_SETTINGS = ("hidden_size", "num_layers", "dropout")
 # Gate blocks per cell, in the order their rows are stacked in W_xh / W_hh / b.
 GATES = {"rnn": ("a",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 # Upper bounds on model sizes: beyond them a value is a typo or a hostile checkpoint, and would
@@ -72,7 +76,11 @@ class ModelConfig:
 class OptimConfig:
     optimizer: str = "adam"
     lr: float = 2e-3
-    # Learning rate is multiplied by lr_decay once per epoch after decay_after epochs.
+    # "cosine": from lr down to lr·lr_final at the end of the run's nearest limit (time budget,
+    # steps or epochs; constant when there is none); "step": × lr_decay once per epoch after
+    # decay_after epochs (char-rnn); "constant".
+    schedule: str = "cosine"
+    lr_final: float = 0.05
     lr_decay: float = 0.9
     decay_after: int = 1
     clip: float = 5.0  # global gradient norm; 0 turns clipping off
@@ -84,9 +92,11 @@ class OptimConfig:
 
     def validate(self) -> "OptimConfig":
         _check_types(self, whole=("decay_after",),
-                     real=("lr", "lr_decay", "clip", "momentum", "beta2", "rho", "eps", "weight_decay"))
+                     real=("lr", "lr_final", "lr_decay", "clip", "momentum", "beta2", "rho", "eps", "weight_decay"))
         _check(self.optimizer in OPTIMIZERS, f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         _check(self.lr > 0, "lr: must be positive")
+        _check(self.schedule in SCHEDULES, f"schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        _check(0 <= self.lr_final <= 1, "lr-final: must be in [0, 1] (a fraction of --lr)")
         _check(0 < self.lr_decay <= 1, "lr-decay: must be in (0, 1]")
         _check(self.decay_after >= 0, "decay-after: must be 0 or more")
         _check(self.clip >= 0, "clip: must be 0 (off) or positive")
@@ -102,13 +112,24 @@ class OptimConfig:
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    seq_len: int = 100
+    seq_len: int = 64
     batch_size: int = 32
-    epochs: int = 10
+    epochs: int = 0  # 0 = no limit: the time budget or early stopping ends the run
     max_steps: int = 0  # 0 = no limit
-    # Seconds of training; 0 = no limit. The default keeps a default run (tiny Shakespeare, about
-    # eight minutes on two cores) inside ten minutes on a slower or busier machine.
+    # Seconds from the start of training (corpus loading, the speed probe and kernel compiling
+    # included); 0 = no limit. 570 s leaves room in ten minutes for start-up and the last save.
     max_time: float = 570.0
+    # Evaluations in a row without a better validation loss before stopping (0 = never).
+    patience: int = 5
+    # Chance per chunk that each stream's carried state is reset to zero, so the model also
+    # learns to start from the empty state that sampling starts from (0 = never).
+    state_reset: float = 0.02
+    # Streams the training text is cut into, read B at a time in random groups (train.StreamPlan);
+    # 0 = batch_size: classic char-rnn, the same B streams side by side at every step.
+    streams: int = 0
+    # Settings (from AUTO_SETTINGS) to choose from the corpus size and measured speed; the CLI
+    # names those the user left at their defaults. Empty: the configuration is taken as given.
+    auto: tuple = ()
     val_fraction: float = 0.05
     eval_every: int = 200  # steps
     eval_chars: int = 100_000  # validation characters scored at each evaluation (0 = all)
@@ -121,13 +142,19 @@ class TrainConfig:
         self.model.validate()
         self.optim.validate()
         _check_types(self, whole=("seq_len", "batch_size", "epochs", "max_steps", "eval_every", "eval_chars",
-                                  "seed", "threads"), real=("max_time", "val_fraction"))
+                                  "seed", "threads", "patience", "streams"), real=("max_time", "val_fraction", "state_reset"))
         _check(isinstance(self.out_dir, str), "out: must be a path")
         _check(self.seq_len >= 1, "seq-len: must be at least 1")
         _check(self.batch_size >= 1, "batch-size: must be at least 1")
-        _check(self.epochs >= 1, "epochs: must be at least 1")
+        _check(self.epochs >= 0, "epochs: must be 0 (no limit) or more")
+        _check(0 <= self.state_reset < 1, "state-reset: must be in [0, 1)")
+        _check(isinstance(self.auto, (tuple, list)) and all(a in AUTO_SETTINGS for a in self.auto),
+               f"auto: settings to choose must be among {', '.join(AUTO_SETTINGS)}")
         _check(self.max_steps >= 0, "max-steps: must be 0 (no limit) or more")
         _check(self.max_time >= 0, "max-time: must be 0 (no limit) or more")
+        _check(bool(self.epochs or self.max_steps or self.max_time or (self.patience and self.val_fraction > 0)),
+               "no limit would end this run: give --epochs, --max-steps, --max-time, or a validation split "
+               "with --patience")
         _check(0 <= self.val_fraction < 1, "val-fraction: must be in [0, 1)")
         _check(self.eval_every >= 1, "eval-every: must be at least 1")
         _check(self.threads >= 0, "threads: must be 0 (all cores) or more")
@@ -181,7 +208,10 @@ def model_config_from_dict(d: dict) -> ModelConfig:
 
 
 POOLINGS = ("last", "mean", "max")
+CLASS_WEIGHTS = ("auto", "none", "balanced")
 TOKENIZERS = ("word", "char")
+GLOVE_MATCHES = ("auto", "exact", "stem")
+STEM_VECTORS = ("frequent", "weighted")
 
 
 @dataclass(frozen=True)
@@ -197,6 +227,11 @@ class ClassifyConfig:
     dropout: float = 0.3  # on recurrent outputs and after each dense layer
     embedding_size: int = 128  # replaced by the GloVe dimension when a GloVe file is given
     glove: str = ""
+    # GloVe words matched to tokens exactly, by Porter stem (a stemmed corpus), or "auto": by stem
+    # when that covers at least 10 points more of the training tokens
+    glove_match: str = "auto"
+    glove_dim: int = 0  # which member of a glove.6B.zip to read (0: its only one); checked for a .txt
+    stem_vector: str = "frequent"  # a stem's vector: its most frequent GloVe word's, or "weighted" mean
     freeze_embeddings: bool = False
     tokens: str = "word"
     min_freq: int = 2
@@ -205,11 +240,17 @@ class ClassifyConfig:
     batch_size: int = 32
     epochs: int = 20
     patience: int = 3  # epochs without a better validation loss before stopping
+    # Seconds of recurrent training (0 = no limit): with the n-gram path and the test scoring
+    # after it, a default run on a few thousand long texts ends within five minutes on two cores.
+    max_time: float = 240.0
     optimizer: str = "adam"
     lr: float = 2e-3
     weight_decay: float = 1e-4
     clip: float = 5.0
-    class_weights: str = "none"  # or "balanced": inverse class frequency
+    # "auto": "balanced" when the rarest class has under a quarter of the largest one's texts
+    class_weights: str = "auto"  # or "none", or "balanced": inverse class frequency
+    # Word n-grams (1..ngram) of a linear model mixed with the recurrent one; 0 = recurrent only
+    ngram: int = 2
     val_fraction: float = 0.1
     seed: int = 1234
     threads: int = 0
@@ -232,10 +273,15 @@ class ClassifyConfig:
         _check(_whole(self.max_len, 1), "max-len: must be at least 1")
         _check(_whole(self.batch_size, 1) and _whole(self.epochs, 1), "batch-size and epochs: at least 1")
         _check(_whole(self.patience, 1), "patience: must be at least 1")
+        _check(_real(self.max_time) and self.max_time >= 0, "max-time: must be 0 (no limit) or more")
         _check(self.optimizer in OPTIMIZERS, f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         _check(all(_real(v) for v in (self.lr, self.weight_decay, self.clip))
                and self.lr > 0 and self.weight_decay >= 0 and self.clip >= 0, "lr > 0, weight-decay >= 0, clip >= 0")
-        _check(self.class_weights in ("none", "balanced"), "class-weights: none or balanced")
+        _check(self.glove_match in GLOVE_MATCHES, f"glove-match: one of {', '.join(GLOVE_MATCHES)}")
+        _check(self.stem_vector in STEM_VECTORS, f"stem-vector: one of {', '.join(STEM_VECTORS)}")
+        _check(_whole(self.glove_dim, 0, MAX_SIZE), f"glove-dim: 0 (the archive's only one) to {MAX_SIZE}")
+        _check(self.class_weights in CLASS_WEIGHTS, f"class-weights: one of {', '.join(CLASS_WEIGHTS)}")
+        _check(_whole(self.ngram, 0, 5), "ngram: must be a whole number from 0 (off) to 5")
         _check(_real(self.val_fraction) and 0 < self.val_fraction < 1,
                "val-fraction: must be in (0, 1) (validation drives early stopping)")
         _check(_whole(self.threads, 0), "threads: must be 0 (all cores) or more")

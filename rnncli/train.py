@@ -65,8 +65,9 @@ class TrainResult:
     train_loss: float
     chars_per_sec: float
     seconds: float
-    stop_reason: str  # "epochs", "max-steps", "max-time" or "interrupted"
+    stop_reason: str  # "epochs", "max-steps", "max-time", "early-stop" or "interrupted"
     history: dict = field(default_factory=dict)
+    rank: int = 0  # under mpiexec, this process's rank: only rank 0 reports
 
 
 class _Interrupt:
@@ -95,9 +96,123 @@ class _Interrupt:
         return False
 
 
-def lr_at(optim: OptimConfig, epoch: int) -> float:
-    """Step decay: lr · decay^(epochs past decay_after)."""
-    return optim.lr * optim.lr_decay ** max(0, epoch - optim.decay_after)
+def lr_at(optim: OptimConfig, epoch: int, done: float = 0.0) -> float:
+    """The learning rate at this point of the run. done in [0, 1]: the share of the run's
+    nearest limit used so far (run_fraction). cosine: from lr down to lr·lr_final at done = 1;
+    step: lr · decay^(epochs past decay_after); constant: lr."""
+    if optim.schedule == "cosine":
+        low = optim.lr * optim.lr_final
+        return low + (optim.lr - low) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, done))))
+    if optim.schedule == "step":
+        return optim.lr * optim.lr_decay ** max(0, epoch - optim.decay_after)
+    return optim.lr
+
+
+def run_fraction(cfg: TrainConfig, step: int, epochs_done: float, seconds: float) -> float:
+    """How much of the run is used, by whichever limit (steps, epochs, time budget) is nearest
+    its end; 0 when the run has no limit (early stopping alone ends it)."""
+    parts = [0.0]
+    if cfg.max_steps:
+        parts.append(step / cfg.max_steps)
+    if cfg.epochs:
+        parts.append(epochs_done / cfg.epochs)
+    if cfg.max_time:
+        parts.append(seconds / cfg.max_time)
+    return min(1.0, max(parts))
+
+
+# ---------------------------------------------------------------- the recipe
+
+# (layers, hidden size) the recipe chooses from, smallest first.
+SIZES = ((1, 128), (2, 128), (2, 256), (2, 384), (2, 512))
+# A model is trained enough in the budget when it reads at least this many characters per
+# parameter, and is not much larger than its text: at most this many parameters per character.
+CHARS_PER_PARAM = 2.0
+PARAMS_PER_CHAR = 5.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: ModelConfig
+    reasons: tuple  # one line per choice, for the start-up summary
+
+
+def choose_recipe(base: ModelConfig, auto, train_chars: int, vocab_size: int, batch_size: int,
+                  seq_len: int, base_chars_per_sec: float, seconds: float) -> Recipe:
+    """Model size and dropout for a text of train_chars characters and a budget of `seconds`,
+    on a machine that trains `base` at base_chars_per_sec (measured). Only the settings named in
+    auto change; the others keep base's values.
+
+    Size: the largest of SIZES that still reads CHARS_PER_PARAM characters per parameter in the
+    budget (speed scaled from base by the matrix-product FLOPs) and has at most PARAMS_PER_CHAR
+    parameters per training character. Dropout grows with how often the run will reuse each
+    character per parameter: 0.08 · log2(epochs · parameters / characters), in [0, 0.5], in
+    steps of 0.05.
+    """
+    from rnncli.bench import train_flops  # leaf of the core, imported only for the recipe
+
+    auto = set(auto)
+    budget = max(seconds, 1.0)
+
+    def params_of(cfg: ModelConfig) -> int:
+        return count_params({k: np.empty(s, np.int8) for k, s in M.lm_shapes(cfg, vocab_size).items()})
+
+    def speed_of(cfg: ModelConfig) -> float:
+        return base_chars_per_sec * train_flops(base, batch_size, seq_len, vocab_size) / \
+            train_flops(cfg, batch_size, seq_len, vocab_size)
+
+    reasons = []
+    cfg = base
+    if {"hidden_size", "num_layers"} & auto:
+        fits = []
+        for layers, hidden in SIZES:
+            c = replace(base, num_layers=layers if "num_layers" in auto else base.num_layers,
+                        hidden_size=hidden if "hidden_size" in auto else base.hidden_size)
+            n, cps = params_of(c), speed_of(c)
+            if cps * budget >= CHARS_PER_PARAM * n and n <= PARAMS_PER_CHAR * train_chars:
+                fits.append(c)
+        cfg = fits[-1] if fits else replace(base, num_layers=SIZES[0][0] if "num_layers" in auto else base.num_layers,
+                                            hidden_size=SIZES[0][1] if "hidden_size" in auto else base.hidden_size)
+        n, cps = params_of(cfg), speed_of(cfg)
+        reasons.append(f"model {cfg.num_layers}×{cfg.hidden_size} ({n:,} parameters): the largest that reads "
+                       f"≥{CHARS_PER_PARAM:g} characters per parameter in {budget:.0f} s at about {cps:,.0f} chars/s "
+                       f"and has ≤{PARAMS_PER_CHAR:g} parameters per training character ({train_chars:,})")
+    if "dropout" in auto:
+        n, cps = params_of(cfg), speed_of(cfg)
+        epochs = cps * budget / max(1, train_chars)
+        reuse = epochs * n / max(1, train_chars)
+        dropout = 0.0 if reuse <= 1 else min(0.5, round(round(0.08 * math.log2(reuse) / 0.05) * 0.05, 2))
+        cfg = replace(cfg, dropout=dropout)
+        reasons.append(f"dropout {dropout:.2f}: about {epochs:.1f} passes over the text with "
+                       f"{n / max(1, train_chars):.2f} parameters per character")
+    return Recipe(cfg, tuple(reasons))
+
+
+def measure_speed(cfg: ModelConfig, vocab_size: int, batch_size: int, seq_len: int, rng: np.random.Generator,
+                  seconds: float = 1.5) -> float:
+    """Training chars/s of cfg on this machine now: forward, backward, clip and Adam on random
+    chunks, after one untimed step (which also compiles the kernels, cached after the first run)."""
+    shapes = M.lm_shapes(cfg, vocab_size)
+    params = M.init_params(cfg, shapes, rng, DTYPE)
+    grads = M.zeros_like_params(params)
+    opt = Optimizer(OptimConfig(), params)
+    work = M.Workspace(DTYPE)
+    state = M.zero_state(cfg, batch_size, DTYPE)
+    steps, spent = 0, 0.0
+    while steps < 2 or (spent < seconds and steps < 20):
+        ids = rng.integers(0, vocab_size, size=(seq_len + 1, batch_size)).astype(np.int32)
+        t0 = time.perf_counter()
+        for g in grads.values():
+            g.fill(0)
+        masks = M.dropout_masks(cfg, seq_len, batch_size, rng, DTYPE)
+        M.lm_loss_and_grads(cfg, params, grads, np.ascontiguousarray(ids[:-1]), np.ascontiguousarray(ids[1:]),
+                            state, work, masks)
+        clip_global_norm(grads, 5.0)
+        opt.step(params, grads, 1e-3)
+        if steps:  # the first step compiles or warms up
+            spent += time.perf_counter() - t0
+        steps += 1
+    return batch_size * seq_len * (steps - 1) / max(spent, 1e-9)
 
 
 def evaluate(cfg: ModelConfig, params: dict, ids: np.ndarray, batch_size: int, seq_len: int,
@@ -218,8 +333,14 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
           reporter: Reporter | None = None) -> TrainResult:
     """Train (or resume) a character language model on the given text files."""
     reporter = reporter or Reporter()
+    entered = time.perf_counter()  # a fresh run's time budget counts from here: loading and compiling too
     cfg.validate()
-    blas.set_threads(cfg.threads)
+    dp = _data_parallel()
+    # under mpiexec, "all cores" means this host's cores shared by the ranks on it
+    blas.set_threads(cfg.threads or (0 if dp is None else dp.threads_per_rank()))
+    if dp is not None and not dp.root:
+        reporter = Reporter()  # rank 0 alone reports
+    recipe = ()
     if resume:
         arrays, meta = checkpoint.load(resume, kind="lm")
         lm = lm_from_arrays(arrays, meta, resume)
@@ -233,14 +354,20 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         carried = arrays.get("state/hidden")
     else:
         corpus = load_corpus(corpus_paths, cfg.on_decode_error)
+        if cfg.auto and len(corpus) >= 2 and (dp is None or dp.root):
+            cfg, recipe = _apply_recipe(cfg, corpus, entered)
+        if dp is not None:  # every rank trains rank 0's choice
+            cfg, recipe = dp.bcast((cfg, recipe))
         rng = np.random.default_rng(cfg.seed)
         shapes = M.lm_shapes(cfg.model, corpus.vocab.size)
         M.require_memory(shapes, DTYPE, copies=2 + len(SLOTS[cfg.optim.optimizer]))
-        params = M.init_params(cfg.model, shapes, rng, DTYPE)
+        params = M.init_params(cfg.model, shapes, rng, DTYPE, biases="pytorch")
         opt = Optimizer(cfg.optim, params)
         progress = _Progress()
         name = os.path.splitext(os.path.basename(corpus_paths[0]))[0] if len(corpus_paths) == 1 else "corpus"
-        run_dir = checkpoint.new_run_dir(cfg.out_dir, f"{name}-{cfg.model.cell}")
+        run_dir = checkpoint.new_run_dir(cfg.out_dir, f"{name}-{cfg.model.cell}") if dp is None or dp.root else None
+        if dp is not None:
+            run_dir = dp.bcast(run_dir)
         carried = None
 
     mcfg = cfg.model
@@ -258,19 +385,34 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
     B, T, notes = fit_batches(len(train_ids), cfg.batch_size, cfg.seq_len)
     for note in notes:
         reporter.warn(note)
-    batches = StreamBatches(train_ids, B, T)
-    state = M.zero_state(mcfg, B, DTYPE)
+    if dp is not None:
+        dp.check_corpus(corpus)
+        dp.split(B)
+        dp.run_dir = run_dir
+    batches = StreamPlan(train_ids, B, T, StreamPlan.fit(len(train_ids), B, T, cfg.streams or B))
+    state = M.zero_state(mcfg, batches.S, DTYPE)  # every stream's carried state
     if carried is not None and carried.shape == state.shape:
         state = np.ascontiguousarray(carried, DTYPE)
+    if batches.S > B:
+        order = arrays.get("state/order") if resume else None
+        if (order is not None and order.shape == (batches.rounds, batches.S)
+                and np.array_equal(np.sort(order, axis=1), np.broadcast_to(np.arange(batches.S), order.shape))):
+            batches.order = np.ascontiguousarray(order, np.int64)
+        else:
+            batches.shuffle(rng)
     grads = M.zeros_like_params(params)
     work = M.Workspace(DTYPE)
     latest = os.path.join(run_dir, "latest.npz")
     best = os.path.join(run_dir, "best.npz")
 
     def save(path: str, which: str) -> None:
+        if dp is not None and not dp.root:
+            return
         arrays = {f"param/{k}": v for k, v in params.items()}
         arrays.update({f"opt/{k}": v for k, v in opt.state.items()})
         arrays["state/hidden"] = state
+        if batches.order is not None:
+            arrays["state/order"] = batches.order.astype(np.float64)  # checkpoints hold floats only
         checkpoint.save(path, arrays, {
             "kind": "lm", "which": which, "model": vars(mcfg).copy(), "vocab": corpus.vocab.chars,
             "config": _config_dict(cfg), "corpus": [os.path.abspath(p) for p in corpus.paths],
@@ -282,14 +424,25 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
     reporter.start({"run_dir": run_dir, "params": count_params(params), "vocab": corpus.vocab.size,
                     "train_chars": len(train_ids), "val_chars": len(val_ids), "batch_size": B,
                     "seq_len": T, "chunks_per_epoch": batches.chunks, "resumed_at": progress.step,
-                    "total_steps": _planned_steps(cfg, batches.chunks)})
+                    "total_steps": _planned_steps(cfg, batches.chunks), "recipe": list(recipe),
+                    "model": f"{mcfg.cell} {mcfg.num_layers}×{mcfg.hidden_size}, dropout {mcfg.dropout:g}",
+                    "schedule": _describe_schedule(cfg)})
     chars_per_step = B * T
     window_loss, window_steps, window_time = 0.0, 0, 0.0
     stop_reason = "epochs"
-    started = time.perf_counter() - progress.seconds
+    started = entered if not resume else time.perf_counter() - progress.seconds
+
+    def clock() -> float:
+        """Seconds since the start; under MPI rank 0's, as of the last step, so all ranks agree."""
+        return time.perf_counter() - started if dp is None else dp.elapsed
+    stale = 0  # evaluations since the best one (early stopping)
+    # seconds the last evaluation and checkpoint took: the time budget keeps that much for the
+    # final one, so the whole run ends within --max-time (single process; under MPI ranks differ)
+    eval_seconds = 0.0
 
     def run_eval() -> Evaluation:
-        nonlocal window_loss, window_steps, window_time
+        nonlocal window_loss, window_steps, window_time, eval_seconds
+        eval_started = time.perf_counter()
         bad = [k for k, v in params.items() if not np.isfinite(v).all()]
         if bad:  # an update overflowed: keep the last good checkpoint as it is
             kept = f"the last good checkpoint is {latest}" if os.path.exists(latest) else "no checkpoint was written"
@@ -298,10 +451,12 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         val = evaluate(mcfg, params, val_ids, B, T, cfg.eval_chars) if len(val_ids) else None
         train_loss = window_loss / max(1, window_steps)
         cps = chars_per_step * window_steps / window_time if window_time > 0 else 0.0
+        nonlocal stale
         score = val if val is not None else train_loss
         is_best = math.isfinite(score) and (progress.best_val is None or score < progress.best_val)
         if is_best:
             progress.best_val, progress.best_step = score, progress.step
+        stale = 0 if is_best else stale + 1
         progress.history["val"].append([progress.step, val])
         progress.history["train"].append([progress.step, train_loss])
         progress.history.setdefault("time", []).append([progress.step, round(time.perf_counter() - started, 3)])
@@ -313,32 +468,45 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         ev = Evaluation(progress.step, progress.epoch + progress.chunk / max(1, batches.chunks),
                         train_loss, val, cps, text, is_best)
         reporter.evaluate(ev)
+        eval_seconds = time.perf_counter() - eval_started
         return ev
 
     last_eval = None
     with _Interrupt() as interrupt:
-        while progress.epoch < cfg.epochs:
-            lr = lr_at(cfg.optim, progress.epoch)
+        while not cfg.epochs or progress.epoch < cfg.epochs:
             while progress.chunk < batches.chunks:
                 if cfg.max_steps and progress.step >= cfg.max_steps:
                     stop_reason = "max-steps"
                     break
-                if cfg.max_time and time.perf_counter() - started >= cfg.max_time:
+                if cfg.max_time and clock() + (eval_seconds if dp is None else 0.0) >= cfg.max_time:
                     stop_reason = "max-time"
                     break
                 t0 = time.perf_counter()
+                lr = lr_at(cfg.optim, progress.epoch, run_fraction(
+                    cfg, progress.step, progress.epoch + progress.chunk / batches.chunks, clock()))
                 inputs, targets = batches.chunk(progress.chunk)
+                rows = batches.rows(progress.chunk)
                 masks = M.dropout_masks(mcfg, T, B, rng, DTYPE)
                 for g in grads.values():
                     g.fill(0)
-                loss, new_state = M.lm_loss_and_grads(mcfg, params, grads, inputs, targets, state, work, masks)
+                if dp is None:
+                    loss, new_state = M.lm_loss_and_grads(mcfg, params, grads, inputs, targets,
+                                                          np.ascontiguousarray(state[:, :, rows]), work, masks)
+                else:  # this rank's share of the streams, then the mean over all ranks
+                    x, y, m = dp.part(inputs, targets, masks)
+                    loss, new_state = M.lm_loss_and_grads(mcfg, params, grads, x, y,
+                                                          np.ascontiguousarray(state[:, :, rows[dp.share]]), work, m)
+                    loss, new_state = dp.average(grads, loss, new_state, B, time.perf_counter() - started,
+                                                 interrupt.requested)
                 norm = clip_global_norm(grads, cfg.optim.clip)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     kept = f"the last good checkpoint is {latest}" if os.path.exists(latest) else "no checkpoint was written"
                     raise DivergedError(f"loss became {loss if not math.isfinite(loss) else 'finite but the gradient ' + str(norm)} "
                                         f"at step {progress.step + 1}; {kept}; try a lower --lr or --clip")
                 opt.step(params, grads, lr)
-                state = new_state
+                if cfg.state_reset > 0:  # some streams start again from the empty state
+                    new_state[:, :, rng.random(B) < cfg.state_reset] = 0
+                state[:, :, rows] = new_state
                 progress.step += 1
                 progress.chunk += 1
                 dt = time.perf_counter() - t0
@@ -350,27 +518,80 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
                 reporter.step(progress.step, loss, chars_per_step / dt if dt > 0 else 0.0, lr)
                 if progress.step % cfg.eval_every == 0:
                     last_eval = run_eval()
-                if interrupt.requested:
+                    if cfg.patience and len(val_ids) and stale >= cfg.patience:
+                        stop_reason = "early-stop"
+                        break
+                if (interrupt.requested if dp is None else dp.stop):
                     stop_reason = "interrupted"
                     break
             if stop_reason != "epochs":
                 break
             progress.epoch += 1
             progress.chunk = 0
-            state = M.zero_state(mcfg, B, DTYPE)  # a new pass starts from a clean state
+            state = M.zero_state(mcfg, batches.S, DTYPE)  # a new pass starts from a clean state
+            batches.shuffle(rng)
         progress.seconds = time.perf_counter() - started
         if window_steps or last_eval is None:
             last_eval = run_eval()
         else:
             save(latest, "latest")
     reporter.close()
+    if dp is not None:
+        dp.close()
     hist = progress.history["train"]
     return TrainResult(
         run_dir=run_dir, latest=latest, best=best, steps=progress.step,
         epoch=progress.epoch + progress.chunk / max(1, batches.chunks), best_val=progress.best_val,
         last_val=last_eval.val_loss, train_loss=hist[-1][1] if hist else float("nan"),
         chars_per_sec=_mean_speed(progress, chars_per_step), seconds=progress.seconds,
-        stop_reason=stop_reason, history=progress.history)
+        stop_reason=stop_reason, history=progress.history, rank=0 if dp is None else dp.rank)
+
+
+def _data_parallel():
+    """The MPI rules (rnncli/parallel.py) when mpiexec started this process as one of several
+    ranks (MPICH and Intel MPI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE), else None."""
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        size = os.environ.get(name, "")
+        if size.isdigit() and int(size) > 1:
+            from rnncli import parallel
+
+            return parallel.DataParallel()
+    return None
+
+
+def _apply_recipe(cfg: TrainConfig, corpus, entered: float) -> tuple:
+    """cfg with the settings in cfg.auto chosen for this corpus and machine, and the reasons."""
+    n_train = split_train_val(len(corpus), cfg.val_fraction)
+    B, T, _ = fit_batches(max(2, n_train), cfg.batch_size, cfg.seq_len)
+    base = cfg.model
+    cps = measure_speed(base, corpus.vocab.size, B, T, np.random.default_rng(0))
+    spent = time.perf_counter() - entered  # loading, compiling and this probe
+    if cfg.max_time:
+        # the budget left, less about a tenth for evaluations and checkpoints
+        seconds = 0.9 * max(1.0, cfg.max_time - spent)
+    elif cfg.max_steps or cfg.epochs:
+        steps = cfg.max_steps or cfg.epochs * max(1, (n_train - 1) // B // T)
+        if cfg.max_steps and cfg.epochs:
+            steps = min(steps, cfg.epochs * max(1, (n_train - 1) // B // T))
+        seconds = steps * B * T / cps
+    else:
+        return cfg, (f"no time, step or epoch limit: the model is kept as given "
+                     f"({base.num_layers}×{base.hidden_size}, dropout {base.dropout:g})",)
+    recipe = choose_recipe(base, cfg.auto, n_train, corpus.vocab.size, B, T, cps, seconds)
+    speed = f"measured {cps:,.0f} chars/s for {base.num_layers}×{base.hidden_size} on this machine"
+    return replace(cfg, model=recipe.model), (speed,) + recipe.reasons
+
+
+def _describe_schedule(cfg: TrainConfig) -> str:
+    o = cfg.optim
+    if o.schedule == "cosine":
+        limits = [f"{cfg.max_time:.0f} s" if cfg.max_time else "", f"{cfg.max_steps} steps" if cfg.max_steps else "",
+                  f"{cfg.epochs} epochs" if cfg.epochs else ""]
+        horizon = " or ".join(x for x in limits if x) or "no limit (constant)"
+        return f"lr {o.lr:g} cosine to {o.lr * o.lr_final:.2g} at the end of {horizon}"
+    if o.schedule == "step":
+        return f"lr {o.lr:g} × {o.lr_decay:g} per epoch after {o.decay_after}"
+    return f"lr {o.lr:g} constant"
 
 
 def _mean_speed(progress: _Progress, chars_per_step: int) -> float:
@@ -378,11 +599,12 @@ def _mean_speed(progress: _Progress, chars_per_step: int) -> float:
 
 
 def _planned_steps(cfg: TrainConfig, chunks: int) -> int:
-    """Steps the run plans (epochs, capped by --max-steps): the progress bar's total and ETA.
-    A time budget can only end the run earlier, so it does not remove the total."""
-    total = cfg.epochs * chunks
+    """Steps the run plans (epochs, capped by --max-steps): the progress bar's total and ETA
+    (None when only time or early stopping ends the run). A time budget can only end the run
+    earlier, so it does not remove the total."""
+    total = cfg.epochs * chunks if cfg.epochs else None
     if cfg.max_steps:
-        total = min(total, cfg.max_steps)
+        total = cfg.max_steps if total is None else min(total, cfg.max_steps)
     return total
 
 
@@ -402,8 +624,10 @@ def config_from_checkpoint(meta: dict, overrides: dict, path: str = "checkpoint"
         if not isinstance(meta.get("model"), dict):
             raise ConfigError("no model settings")
         model = model_config_from_dict(meta["model"])
-        optim = from_json(OptimConfig, saved["optim"])
-        rest = {k: v for k, v in saved.items() if k not in ("model", "optim")}
+        # settings a checkpoint written before they existed ran without: keep its run as it was
+        optim = from_json(OptimConfig, {"schedule": "step", **saved["optim"]})
+        rest = {"state_reset": 0.0, "patience": 0, "streams": 0,
+                **{k: v for k, v in saved.items() if k not in ("model", "optim", "auto")}}
         return replace(from_json(TrainConfig, {"model": model, "optim": optim, **rest}), **overrides).validate()
     except (KeyError, TypeError, OverflowError, RnnError) as e:
         raise CheckpointError(f"{name}: cannot resume: its training configuration is incomplete or "

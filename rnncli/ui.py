@@ -75,8 +75,12 @@ class TrainReporter(_BarReporter):
         resumed = f", resumed at step {info['resumed_at']}" if info["resumed_at"] else ""
         err.print(f"Training {info['params']:,} parameters on {info['train_chars']:,} characters "
                   f"({info['vocab']} distinct; {info['val_chars']:,} held out for validation), "
-                  f"batch {info['batch_size']} × {info['seq_len']} steps{resumed}.\n"
-                  f"Checkpoints: {info['run_dir']}/", markup=False)
+                  f"batch {info['batch_size']} × {info['seq_len']} steps{resumed}.", markup=False)
+        if info.get("model"):
+            err.print(f"Model {info['model']}; {info['schedule']}.", markup=False)
+        for reason in info.get("recipe", ()):
+            err.print(f"  chosen: {reason}", markup=False)
+        err.print(f"Checkpoints: {info['run_dir']}/", markup=False)
         self.bar = progress(info["total_steps"], "train", self.quiet)
         self.bar.update(info["resumed_at"])  # a resumed run continues the bar where it stopped
 
@@ -224,13 +228,41 @@ class ClassifyReporter(_BarReporter):
             err.print(f"Skipped: {'; '.join(skipped)}.", markup=False)
         if info["truncated"]:
             err.print(f"{info['truncated']} texts were cut to --max-len tokens.", markup=False)
+        if info["class_weights"] == "balanced":
+            err.print("Classes are weighed by inverse frequency (--class-weights "
+                      f"{'auto: the classes are imbalanced' if info.get('auto_weights') else 'balanced'}).",
+                      markup=False)
+        for label, n in info["rare"]:
+            err.print(f"[yellow]Warning:[/] class {escape(label)!s} has only {n} training texts; "
+                      + ("it is weighed up by inverse frequency" if info["class_weights"] == "balanced"
+                         else "consider --class-weights balanced")
+                      + (" and the n-gram path sees its words whole." if info["ngram"] else "."),
+                      highlight=False)
         if info["coverage"]:
-            found, total = info["coverage"]
-            err.print(f"GloVe coverage: {found:,} of {total:,} vocabulary words "
-                      f"({100 * found / max(1, total):.1f}%), dimension {info['embedding_size']}.", markup=False)
+            c = info["coverage"]
+            types, tokens = max(1, c["types"]), max(1, c["tokens"])
+
+            def share(found):
+                return f"{found[0]:,} of {c['types']:,} vocabulary words ({100 * found[0] / types:.1f}%), " \
+                       f"{100 * found[1] / tokens:.1f}% of training tokens"
+
+            used = c["stem"] if c["match"] == "stem" else c["exact"]
+            err.print(f"GloVe coverage: {share(used)}; dimension {info['embedding_size']}, "
+                      f"{c['words']:,} vectors read from {c['source']}.", markup=False, highlight=False)
+            how = ("by Porter stem, a stem's vector being "
+                   + ("the mean of its GloVe words' weighted by 1/rank" if c["stem_vector"] == "weighted"
+                      else "its most frequent GloVe word's")) if c["match"] == "stem" else "exactly"
+            why = f"--glove-match {c['match']}" if c["why"] == "asked" else c["why"]
+            stem = f"by stem {share(c['stem'])}" if c["stem"] else "stems not looked up"
+            err.print(f"Words matched {how} ({why}). Exactly: {share(c['exact'])}; {stem}.",
+                      markup=False, highlight=False)
 
     def epoch_start(self, epoch: int, batches: int) -> None:
         self.bar = progress(batches, f"epoch {epoch}", self.quiet, unit="batch")
+
+    def stage(self, message: str) -> None:
+        if not self.quiet:
+            err.print(message[:1].upper() + message[1:] + "…", markup=False, highlight=False)
 
     def batch(self, loss: float) -> None:
         if self.bar is not None:
@@ -267,6 +299,36 @@ def metrics_tables(m: dict, labels, title: str) -> list:
     return [t, c]
 
 
+def comparison_table(val: dict | None, test: dict | None, seconds: float | None) -> Table:
+    """Accuracy and macro-F1 of the classifier, of its parts alone, and of the baseline when it
+    was fitted, on validation and test, with the classifier's lead over the baseline."""
+    splits = [(name, m) for name, m in (("validation", val), ("test", test)) if m]
+    title = "Accuracy and macro-F1" + (f" (trained in {seconds:.0f} s)" if seconds is not None else "")
+    t = Table(title=title, title_justify="left")
+    t.add_column("model")
+    for name, _ in splits:
+        t.add_column(f"{name[:4].rstrip('i')} acc", justify="right")
+        t.add_column(f"{name[:4].rstrip('i')} F1", justify="right")
+    rows = [("classifier" + (" (mix)" if any("parts" in m for _, m in splits) else ""),
+             [m for _, m in splits])]
+    if any("parts" in m for _, m in splits):
+        rows.append(("  recurrent alone", [m.get("parts", {}).get("rnn") for _, m in splits]))
+        rows.append(("  n-gram alone", [m.get("parts", {}).get("ngram") for _, m in splits]))
+    if any("baseline" in m for _, m in splits):
+        rows.append(("baseline (TF-IDF+SVM)", [m.get("baseline") for _, m in splits]))
+        rows.append(("lead over baseline",
+                     [{k: m[k] - m["baseline"][k] for k in ("accuracy", "macro_f1")} if "baseline" in m else None
+                      for _, m in splits]))
+    for label, cells in rows:
+        diff = label.startswith("lead")
+        fmt = (lambda v: f"{v:+.4f}") if diff else (lambda v: f"{v:.4f}")
+        values = []
+        for m in cells:
+            values += [fmt(m["accuracy"]), fmt(m["macro_f1"])] if m else ["—", "—"]
+        t.add_row(label, *values)
+    return t
+
+
 def print_tables(tables: list, to_stdout: bool = False) -> None:
     console = out if to_stdout else err
     for t in tables:
@@ -287,3 +349,52 @@ def bench_table(report) -> Table:
         t.add_row(f"{r.cell} {r.layers}×{r.hidden}", r.task, shape, f"{r.chars_per_sec:,.0f}",
                   f"{r.gflops:.1f}", f"{100 * r.fraction_of_peak:.0f}%")
     return t
+
+
+# ---------------------------------------------------------------- sweeps
+
+def sweep_table(rows: list, total: int, title: str = "") -> Table:
+    """Trials ranked by best validation loss; trials still running or queued are counted below."""
+    table = Table(title=title or "Sweep: trials ranked by best validation loss", title_justify="left",
+                  caption=(f"{sum(r['status'] == 'done' for r in rows)} of {total} trials finished"
+                           if sum(r["status"] == "done" for r in rows) < total else None),
+                  caption_justify="left")
+    for col, justify in (("#", "right"), ("trial", "left"), ("val nats/char", "right"), ("bits/char", "right"),
+                         ("steps", "right"), ("chars/s", "right"), ("wall s", "right"), ("status", "left")):
+        table.add_column(col, justify=justify, overflow="fold", no_wrap=col != "trial")
+    for i, r in enumerate(rows, 1):
+        v = r.get("best_val")
+        status = r["status"] if r["status"] != "failed" else "[red]failed[/]"
+        table.add_row(str(i), escape(r["name"]), "" if v is None else f"{v:.4f}", "" if v is None else f"{v / math.log(2):.3f}",
+                      str(r.get("steps", 0)), _fmt_rate(r.get("chars_per_sec", 0.0)), f"{r.get('seconds', 0.0):.1f}", status)
+    return table
+
+
+def print_sweep_table(rows: list, total: int) -> None:
+    """The ranked table on stdout; 120 columns when stdout is not a terminal (a file, a pipe)."""
+    (out if out.is_terminal else Console(highlight=False, width=120)).print(sweep_table(rows, total))
+
+
+class SweepLive:
+    """The ranked table redrawn on stderr as trials finish (a terminal), or one line per trial."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.live = total, quiet, None
+        if not quiet and err.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(sweep_table([], total), console=err, transient=True, auto_refresh=False)
+            self.live.start()
+
+    def result(self, r: dict, rows: list) -> None:
+        if self.live is not None:
+            self.live.update(sweep_table(rows, self.total), refresh=True)
+        elif not self.quiet:
+            v = r.get("best_val")
+            notice(f"[{len(rows)}/{self.total}] {r['name']}: {r['status']}"
+                   + (f", best validation {v:.4f} nats/char" if v is not None else "")
+                   + (f" ({r['error']})" if r.get("error") else ""))
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()

@@ -262,11 +262,11 @@ def test_padding_invariance_for_any_batch(lengths, cell, pooling, bidirectional,
         np.testing.assert_allclose(together[b], probabilities(cfg, params, [s])[0], rtol=RTOL[dtype])
 
 
-def test_predict_proba_puts_each_row_back_in_input_order():
+def test_rnn_log_proba_puts_each_row_back_in_input_order():
     cfg, params = tiny("gru", "mean", dtype=np.float32)
     clf = C.Classifier(cfg, TokenVocab((PAD, UNK) + tuple("abcdefg")), ("x", "y", "z"), params)
     seqs = texts([5, 1, 3, 6, 2, 3, 4], seed=4)
-    probs = clf.predict_proba(seqs, batch_size=3)
+    probs = np.exp(clf.rnn_log_proba(seqs, batch_size=3))
     assert probs.shape == (7, 3)
     for b, s in enumerate(seqs):
         np.testing.assert_allclose(probs[b], probabilities(cfg, params, [s])[0], rtol=1e-5)

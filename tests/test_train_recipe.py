@@ -1,0 +1,251 @@
+"""The language model's training defaults (issue 11): the learning-rate schedule to the end of
+the run, early stopping, the recipe chosen from corpus size and speed, stream order and state
+resets. Tiny models; assertions from the definitions."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from rnncli import train as TR
+from rnncli.config import ModelConfig, OptimConfig, TrainConfig
+from rnncli.errors import ConfigError
+
+TINY_MODEL = ModelConfig(hidden_size=8, num_layers=1, embedding_size=4, dropout=0.0)
+
+
+def tiny_cfg(tmp_path, **kw) -> TrainConfig:
+    base = dict(model=TINY_MODEL, seq_len=8, batch_size=2, max_time=0, eval_every=3, threads=1,
+                out_dir=str(tmp_path / "runs"), val_fraction=0.2, state_reset=0.0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture
+def corpus_file(tmp_path, tiny_corpus) -> str:
+    path = tmp_path / "corpus.txt"
+    path.write_text(tiny_corpus * 4, encoding="utf-8")
+    return str(path)
+
+
+# ---------------------------------------------------------------- schedule
+
+def test_cosine_runs_from_lr_to_lr_final_and_only_down():
+    o = OptimConfig(lr=0.01, lr_final=0.1, schedule="cosine")
+    rates = [TR.lr_at(o, 0, f) for f in np.linspace(0, 1, 21)]
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[-1] == pytest.approx(0.001)
+    assert rates[10] == pytest.approx((0.01 + 0.001) / 2)  # cos(π/2) = 0: halfway in value
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert TR.lr_at(o, 0, 1.7) == pytest.approx(0.001)  # past the end: stays at the floor
+
+
+def test_step_and_constant_schedules_keep_their_meaning():
+    step = OptimConfig(lr=0.01, schedule="step", lr_decay=0.5, decay_after=1)
+    assert [TR.lr_at(step, e, 0.9) for e in range(4)] == pytest.approx([0.01, 0.01, 0.005, 0.0025])
+    assert TR.lr_at(OptimConfig(lr=0.01, schedule="constant"), 7, 0.9) == 0.01
+
+
+def test_run_fraction_follows_the_nearest_limit():
+    cfg = TrainConfig(max_steps=100, epochs=4, max_time=60)
+    assert TR.run_fraction(cfg, step=10, epochs_done=0.2, seconds=30) == pytest.approx(0.5)  # time
+    assert TR.run_fraction(cfg, step=80, epochs_done=0.2, seconds=3) == pytest.approx(0.8)  # steps
+    assert TR.run_fraction(cfg, step=10, epochs_done=3.0, seconds=3) == pytest.approx(0.75)  # epochs
+    assert TR.run_fraction(TrainConfig(max_time=0, epochs=0), 10**6, 50.0, 10**5) == 0.0  # no limit
+
+
+def test_the_run_decays_the_rate_to_lr_final_at_its_last_step(tmp_path, corpus_file):
+    rates = []
+
+    class Rates(TR.Reporter):
+        def step(self, step, loss, cps, lr):
+            rates.append(lr)
+
+    cfg = tiny_cfg(tmp_path, max_steps=12, optim=OptimConfig(lr=0.01, lr_final=0.1))
+    TR.train(cfg, [corpus_file], reporter=Rates())
+    assert len(rates) == 12
+    assert rates[0] == pytest.approx(0.01)
+    # step k (from 0) runs at fraction k/12: the last at 11/12, just above the floor
+    assert rates[-1] == pytest.approx(TR.lr_at(cfg.optim, 0, 11 / 12))
+    assert rates[-1] < 0.0012
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+def test_a_run_needs_some_limit():
+    with pytest.raises(ConfigError, match="no limit"):
+        TrainConfig(epochs=0, max_steps=0, max_time=0, val_fraction=0.0).validate()
+    with pytest.raises(ConfigError, match="no limit"):
+        TrainConfig(epochs=0, max_steps=0, max_time=0, patience=0).validate()
+    TrainConfig(epochs=0, max_steps=0, max_time=0, patience=3).validate()  # early stopping ends it
+
+
+# ---------------------------------------------------------------- early stopping
+
+def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path, corpus_file, monkeypatch):
+    scores = iter([3.0, 2.0, 2.5, 2.4, 2.1, 1.0, 0.5])  # best at the 2nd evaluation, then 3 worse
+    monkeypatch.setattr(TR, "evaluate", lambda *a, **k: next(scores))
+    result = TR.train(tiny_cfg(tmp_path, max_steps=100, patience=3), [corpus_file])
+    assert result.stop_reason == "early-stop"
+    assert result.steps == 5 * 3  # five evaluations, every 3 steps
+    assert result.best_val == 2.0
+    assert [v for _, v in result.history["val"]] == [3.0, 2.0, 2.5, 2.4, 2.1]
+
+
+def test_patience_zero_never_stops_early(tmp_path, corpus_file, monkeypatch):
+    scores = iter([1.0] + [2.0] * 50)
+    monkeypatch.setattr(TR, "evaluate", lambda *a, **k: next(scores))
+    result = TR.train(tiny_cfg(tmp_path, max_steps=12, patience=0), [corpus_file])
+    assert result.stop_reason == "max-steps" and result.steps == 12
+
+
+# ---------------------------------------------------------------- recipe
+
+def recipe(chars: int, speed: float, seconds: float = 570, auto=("hidden_size", "num_layers", "dropout")):
+    return TR.choose_recipe(ModelConfig(), auto, chars, 65, 32, 64, speed, seconds)
+
+
+def test_recipe_grows_the_model_with_the_budget_and_caps_it_by_the_text():
+    sizes = [(r.model.num_layers, r.model.hidden_size) for r in
+             (recipe(3_000_000, s) for s in (500, 4000, 20_000, 200_000))]
+    assert sizes == sorted(sizes, key=lambda lh: lh[0] * lh[1] ** 2)  # never smaller when faster
+    assert sizes[0] != sizes[-1]
+    small = recipe(200_000, 200_000).model  # fast machine, short text: capped by the text
+    n_small = TR.count_params({k: np.empty(s) for k, s in TR.M.lm_shapes(small, 65).items()})
+    assert n_small <= TR.PARAMS_PER_CHAR * 200_000
+    assert small.hidden_size * small.num_layers < recipe(3_000_000, 200_000).model.hidden_size * 2
+
+
+def test_recipe_dropout_rises_as_the_text_gets_shorter():
+    dropouts = [recipe(n, 20_000).model.dropout for n in (20_000_000, 3_000_000, 1_000_000, 200_000)]
+    assert dropouts == sorted(dropouts)
+    assert dropouts[0] == 0.0 and dropouts[-1] == 0.5
+    assert all(0 <= d <= 0.5 for d in dropouts)
+
+
+def test_recipe_changes_only_the_settings_it_may_choose():
+    given = recipe(200_000, 20_000, auto=("dropout",)).model
+    assert (given.num_layers, given.hidden_size) == (ModelConfig().num_layers, ModelConfig().hidden_size)
+    sized = recipe(200_000, 20_000, auto=("hidden_size", "num_layers")).model
+    assert sized.dropout == ModelConfig().dropout
+    none = recipe(200_000, 20_000, auto=()).model
+    assert none == ModelConfig()
+
+
+def test_train_with_auto_reports_its_choice_and_keeps_the_rest(tmp_path, corpus_file):
+    seen = {}
+
+    class Start(TR.Reporter):
+        def start(self, info):
+            seen.update(info)
+
+    cfg = tiny_cfg(tmp_path, max_steps=3, auto=("dropout",))
+    result = TR.train(cfg, [corpus_file], reporter=Start())
+    assert any(r.startswith("dropout") for r in seen["recipe"])
+    meta = TR.checkpoint.load(result.latest)[1]
+    assert meta["model"]["hidden_size"] == 8  # not in auto: as given
+    assert meta["config"]["model"]["dropout"] == meta["model"]["dropout"]
+
+
+# ---------------------------------------------------------------- streams and state resets
+
+def test_stream_plan_reads_every_chunk_of_every_stream_once_in_order():
+    ids = np.arange(1000)
+    plan = TR.StreamPlan(ids, batch_size=4, seq_len=5, streams=16)
+    plan.shuffle(np.random.default_rng(0))
+    seen = {}
+    for k in range(plan.chunks):
+        x, y = plan.chunk(k)
+        np.testing.assert_array_equal(x[1:], y[:-1])
+        for b, s in enumerate(plan.rows(k)):
+            seen.setdefault(int(s), []).append(int(x[0, b]))
+    assert sorted(seen) == list(range(16))
+    L = plan.stream_len
+    for s, firsts in seen.items():  # each stream's chunks in order, T apart, from its own start
+        assert firsts == [s * L + r * 5 for r in range(plan.rounds)]
+    # consecutive steps do not read the same streams
+    assert not all(set(plan.rows(k)) == set(plan.rows(k + 1)) for k in range(plan.groups - 1))
+
+
+def test_stream_plan_with_as_many_streams_as_rows_is_the_classic_order():
+    ids = np.arange(500)
+    plan = TR.StreamPlan(ids, 4, 5, TR.StreamPlan.fit(len(ids), 4, 5, 0))
+    classic = TR.StreamBatches(ids, 4, 5)
+    assert plan.chunks == classic.chunks
+    for k in range(plan.chunks):
+        for a, b in zip(plan.chunk(k), classic.chunk(k)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_stream_plan_fit_keeps_streams_a_multiple_of_the_batch_and_long_enough():
+    assert TR.StreamPlan.fit(1_000_000, 32, 64, 512) == 512
+    assert TR.StreamPlan.fit(1_000_000, 32, 64, 500) == 480
+    S = TR.StreamPlan.fit(20_000, 32, 64, 512)
+    assert S % 32 == 0 and 32 <= S < 512 and (20_000 - 1) // S >= 4 * 64
+
+
+def final_state(tmp_path, corpus_file, reset: float, name: str) -> np.ndarray:
+    cfg = tiny_cfg(tmp_path / name, max_steps=6, state_reset=reset, batch_size=4, eval_every=100)
+    result = TR.train(cfg, [corpus_file])
+    return TR.checkpoint.load(result.latest)[0]["state/hidden"]
+
+
+def test_state_reset_zeroes_streams_and_zero_chance_never_does(tmp_path, corpus_file):
+    kept = final_state(tmp_path, corpus_file, 0.0, "a")
+    assert (np.abs(kept).reshape(-1, 4, 8).max(axis=(0, 2)) > 0).all()  # every stream carries state
+    reset = final_state(tmp_path, corpus_file, 0.99, "b")
+    assert (np.abs(reset).reshape(-1, 4, 8).max(axis=(0, 2)) == 0).sum() >= 3  # nearly all restart
+
+
+def test_resume_with_shuffled_streams_equals_the_straight_run(tmp_path, corpus_file):
+    def cfg(sub, steps):
+        return tiny_cfg(tmp_path / sub, max_steps=steps, streams=8, eval_every=3, state_reset=0.3,
+                        epochs=0, optim=OptimConfig(schedule="constant"))
+
+    straight = TR.train(cfg("a", 9), [corpus_file])
+    first = TR.train(cfg("b", 4), [corpus_file])
+    again = TR.train(cfg("b", 9), [corpus_file], resume=first.latest)
+    a = TR.checkpoint.load(straight.latest)[0]
+    b = TR.checkpoint.load(again.latest)[0]
+    assert "state/order" in a and a["state/hidden"].shape[2] == 8
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+def test_cli_explicit_options_win_over_the_recipe(tmp_path, corpus_file):
+    from click.testing import CliRunner
+
+    from rnncli.cli import main
+
+    tiny = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "2",
+            "--max-steps", "3", "--eval-every", "3", "--threads", "1"]
+
+    def run(*extra, out):
+        result = CliRunner().invoke(main, ["train", corpus_file, *tiny, *extra, "--out", str(tmp_path / out)],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+        path = result.stdout.split("\t")[0]
+        return result.stderr, TR.checkpoint.load(path)[1]
+
+    stderr, meta = run(out="a")
+    assert "chosen: dropout" in stderr and "chosen: model" not in stderr  # size given, dropout not
+    assert meta["model"]["hidden_size"] == 8
+    stderr, meta = run("--dropout", "0.1", out="b")
+    assert "chosen:" not in stderr
+    assert meta["model"]["dropout"] == 0.1
+
+
+def test_time_budget_keeps_room_for_the_last_evaluation(tmp_path, corpus_file, monkeypatch):
+    import time
+
+    def slow_evaluate(*a, **k):
+        time.sleep(0.4)
+        return 1.0
+
+    monkeypatch.setattr(TR, "evaluate", slow_evaluate)
+    TR.train(tiny_cfg(tmp_path / "warm", max_steps=2), [corpus_file])  # kernels compiled and loaded
+    t0 = time.perf_counter()
+    result = TR.train(tiny_cfg(tmp_path, max_time=2.0, eval_every=1, patience=0), [corpus_file])
+    spent = time.perf_counter() - t0
+    assert result.stop_reason == "max-time"
+    assert spent < 2.0 + 0.3, spent  # the final evaluation (0.4 s) fits inside the 2 s
