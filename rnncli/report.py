@@ -386,3 +386,43 @@ def render(data) -> str:
     if isinstance(data, ins.ClassifierInspection):
         return render_classifier(data)
     return render_gradients(data)
+
+
+# ---------------------------------------------------------------- sweeps
+
+def sweep_curves_figure(curves: list) -> str:
+    """Every trial's validation loss (training loss where a trial has no validation) against
+    step, one line each, in the ranked order of the legend."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(1, len(curves))))
+    for colour, c in zip(colours, curves):
+        x, y = (c["val_steps"], c["val"]) if c["val"].size else (c["train_steps"], c["train"])
+        if y.size:
+            best = f"{c['best_val']:.3f}" if c["best_val"] is not None else "-"
+            ax.plot(x, y, color=colour, lw=1.4, marker="o", ms=2, label=_plain(f"{best}  {c['name']}"))
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss (nats/char)")
+    _bits_axis(ax)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.12, 1.0))
+    fig.tight_layout()
+    return _img(fig, "learning curves of every trial")
+
+
+def render_sweep(title: str, rows: list, curves: list) -> str:
+    """The sweep page: the ranked table (rows as run_sweep returns them) and the overlay."""
+    head = "<tr><th>#</th><th>trial</th><th>best val (nats/char)</th><th>bits/char</th><th>steps</th>" \
+           "<th>chars/s</th><th>wall time (s)</th><th>status</th></tr>"
+    lines = []
+    for i, r in enumerate(rows, 1):
+        v = r.get("best_val")
+        lines.append(f"<tr><td class=n>{i}</td><td>{_e(r['name'])}</td>"
+                     f"<td class=n>{'' if v is None else f'{v:.4f}'}</td>"
+                     f"<td class=n>{'' if v is None else f'{v / LN2:.3f}'}</td><td class=n>{r.get('steps', 0)}</td>"
+                     f"<td class=n>{r.get('chars_per_sec', 0):,.0f}</td><td class=n>{r.get('seconds', 0):.1f}</td>"
+                     f"<td>{_e(r['status'])}</td></tr>")
+    return _page(title, [f"<h1>{_e(title)}</h1>", "<h2>Trials, best first</h2>",
+                         f"<table>{head}{''.join(lines)}</table>", "<h2>Learning curves</h2>",
+                         sweep_curves_figure(curves)])

@@ -344,7 +344,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
     if resume:
         arrays, meta = checkpoint.load(resume, kind="lm")
         lm = lm_from_arrays(arrays, meta, resume)
-        corpus = load_corpus(corpus_paths, cfg.on_decode_error, vocab=lm.vocab)
+        corpus = load_corpus(corpus_paths, cfg.on_decode_error, vocab=lm.vocab, cache=True)
         if len(corpus) != meta.get("corpus_chars"):
             reporter.warn(f"the corpus has {len(corpus)} characters, the checkpoint was trained on "
                           f"{meta.get('corpus_chars')}: the data position will not line up")
@@ -353,7 +353,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         run_dir = os.path.dirname(os.path.abspath(resume))
         carried = arrays.get("state/hidden")
     else:
-        corpus = load_corpus(corpus_paths, cfg.on_decode_error)
+        corpus = load_corpus(corpus_paths, cfg.on_decode_error, cache=True)
         if cfg.auto and len(corpus) >= 2 and (dp is None or dp.root):
             cfg, recipe = _apply_recipe(cfg, corpus, entered)
         if dp is not None:  # every rank trains rank 0's choice
