@@ -405,7 +405,7 @@ def test_gradcheck_option_bounds(option, value):
     ("--max-len", "0"), ("--batch-size", "0"), ("--epochs", "0"), ("--patience", "0"), ("--lr", "nan"),
     ("--lr", "inf"), ("--weight-decay", "-1"), ("--weight-decay", "nan"), ("--clip", "-1"), ("--clip", "inf"),
     ("--val-fraction", "nan"), ("--dropout", "1"), ("--dropout", "nan"), ("--seed", "-1"), ("--threads", "-1"),
-    ("--tokens", "bpe"), ("--class-weights", "auto"),
+    ("--tokens", "bpe"), ("--class-weights", "inverse"), ("--ngram", "6"),
 ])
 def test_classify_option_bounds(world, tmp_path, option, value):
     with deadline(20):

@@ -21,6 +21,7 @@ float64 (gradcheck, reference tests) goes through BLAS (kernels/gemm.py): same p
 """
 
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -32,6 +33,22 @@ LANES = 16  # float32 lanes of one AVX-512 register; LLVM splits it on narrower 
 VECTORS = 2  # vectors per panel row
 NR = LANES * VECTORS  # panel width in columns
 MR = 8  # rows of C per block (MR × VECTORS accumulators = 16 registers)
+
+
+def _rows_per_block() -> int:
+    """Rows of C each micro-kernel call computes on this CPU. With AVX-512, MR rows hold their
+    MR × VECTORS accumulators in 16 of the 32 vector registers. Without it LLVM splits every
+    16-lane vector into two 8-lane AVX2 registers, of which there are only 16: 8 rows would need
+    32 for the accumulators alone and spill them to memory at every k, so 2 rows (8 registers of
+    accumulators, 4 of weights, 1 broadcast) are taken. The sum for each element of C runs over k
+    in the same order either way, so results do not change."""
+    try:
+        return MR if llvm.get_host_cpu_features().get("avx512f") else 2
+    except RuntimeError:  # features unknown: the AVX-512 layout, as before
+        return MR
+
+
+ROWS = _rows_per_block()
 
 
 def _micro_kernel(rows):
@@ -228,7 +245,7 @@ def _product_blocks(A, P, C, accumulate):
         for p in range(P.shape[0]):
             ncols = min(NR, N - p * NR)
             p_ptr = p0 + p * K * NR * 4
-            for r in range(0, M, MR):
-                _block(min(MR, M - r), a0 + r * lda * 4, lda, p_ptr, c0 + (r * ldc + p * NR) * 4, ldc,
+            for r in range(0, M, ROWS):
+                _block(min(ROWS, M - r), a0 + r * lda * 4, lda, p_ptr, c0 + (r * ldc + p * NR) * 4, ldc,
                        K, ncols, 1 if accumulate else 0)
     return impl
