@@ -68,6 +68,7 @@ def main() -> None:
     from sklearn.model_selection import train_test_split
 
     work = args.out or tempfile.mkdtemp(prefix="classify-study-")
+    os.makedirs(work, exist_ok=True)
     print(f"<!-- splits and runs in {work}; rnn classify train options: {' '.join(extra) or '(defaults)'} -->")
     print("| data | seed | classifier acc / F1 | recurrent alone | n-gram alone | SVM (whole train file) "
           "| lead acc / F1 | wall |")
