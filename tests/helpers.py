@@ -3,6 +3,22 @@
 import contextlib
 import signal
 
+from click.testing import CliRunner
+
+
+def run(*args, input=None):
+    """`rnn ARGS` through Click's runner (arguments as strings), exceptions caught."""
+    from rnncli.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def ok(*args, input=None):
+    """`rnn ARGS`, which must exit 0."""
+    result = run(*args, input=input)
+    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
+    return result
+
 
 def clean_failure(result, code: int) -> str:
     """A clean refusal: exit `code`, no traceback, nothing on stdout; for exit 1 exactly one

@@ -7,14 +7,12 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import clean_failure, deadline
+from helpers import clean_failure, deadline, ok, run
 from rnncli import model as M
 from rnncli import score
-from rnncli.cli import main
 from rnncli.config import ModelConfig
 from rnncli.text import split_train_val
 from rnncli.train import score_ids
@@ -23,16 +21,6 @@ TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-l
         "--threads", "1"]
 TEXT = ("Le café de la gare: Zoé a dit « déjà ! » puis elle est partie.\n"
         "The naïve fiancée ordered crème brûlée at the café.\n") * 6
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def ok(*args):
-    result = run(*args)
-    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")

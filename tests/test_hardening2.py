@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import clean_failure, deadline
+from helpers import clean_failure, deadline, ok, run
 from rnncli import checkpoint
 from rnncli import classify as core_classify
 from rnncli.cli import main
@@ -24,16 +24,6 @@ LM_TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--se
 CLF_TINY = ["--hidden-size", "4", "--embedding-size", "4", "--dense", "4", "--min-freq", "1", "--threads", "1"]
 TEXT = ("Le café de la gare: Zoé a dit « déjà ! » puis elle est partie.\n"
         "The naïve fiancée ordered crème brûlée at the café.\n") * 4
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input)
-
-
-def ok(*args, input=None):
-    result = run(*args, input=input)
-    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")
