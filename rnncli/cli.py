@@ -652,9 +652,9 @@ def _comma_ints(ctx, param, value):
 @click.option("--weight-decay", type=Finite(min=0), default=C_DEF.weight_decay, help="Weight decay (decoupled for adam).")
 @click.option("--clip", type=Finite(min=0), default=C_DEF.clip, help="Clip the global gradient norm (0 = off).")
 @click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default=C_DEF.class_weights, help="Weigh classes by inverse frequency: auto does when the rarest class has under a quarter of the largest's texts.")
-@click.option("--max-time", type=Duration(), default=Duration.format(C_DEF.max_time), help="Stop the recurrent training after this long, e.g. 90s, 10m (0 = no limit); the epoch under way is scored.")
+@click.option("--max-time", type=Duration(), default=Duration.format(C_DEF.max_time), help="Time for the whole run, e.g. 90s, 10m (0 = no limit): the recurrent training stops in time for the rest; the epoch under way is scored.")
 @click.option("--baseline", is_flag=True, help="Also fit TF-IDF + a linear SVM (scikit-learn) on the same training texts and show its scores beside the classifier's.")
-@click.option("--ngram", type=click.IntRange(0, 5), default=C_DEF.ngram, help="Mix in a linear model of word 1..N-grams, weighted on the validation split (0 = the recurrent model alone).")
+@click.option("--ngram", type=click.IntRange(0, 5), default=C_DEF.ngram, help="Mix in a linear model of word 1..N-grams and character pieces, weighted on the validation split (0 = the recurrent model alone).")
 @click.option("--val-fraction", type=Finite(0, 1, min_open=True, max_open=True), default=C_DEF.val_fraction, help="Share of each class held out for validation (stratified).")
 @click.option("--seed", type=SEED, default=C_DEF.seed, help="Random seed (split, initialisation, batches).")
 @click.option("--threads", type=click.IntRange(0, 1024), default=C_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
@@ -667,8 +667,10 @@ def classify_train(data, test_path, cell, hidden_size, layers, bidirectional, po
                    threads, on_decode_error, out_dir, quiet):
     """Train a text classifier on DATA (`label<TAB>text` per line).
 
-    A stratified validation split drives early stopping; the best weights are kept.
-    Lines without a TAB and empty texts are skipped and counted.
+    A recurrent network, mixed with a TF-IDF n-gram model in proportions chosen on a
+    stratified validation split (which also drives early stopping; the best weights are
+    kept). Lines without a TAB and empty texts are skipped and counted. --baseline shows
+    TF-IDF + a linear SVM beside it; --ngram 0 keeps the recurrent network alone.
 
     \b
     Example:  rnn classify train webkb-train.txt --glove glove.6B.50d.txt --test webkb-test.txt
