@@ -64,6 +64,20 @@ class Vocab:
         return "".join(chars[i] for i in ids)
 
 
+def open_input(path: str, wanted: str):
+    """path opened for reading bytes, or one CorpusError line saying why not (not a regular
+    file, a directory, unreadable) and what to give instead (`wanted`, e.g. "a text file")."""
+    what = special_file(path)
+    if what:
+        raise CorpusError(f"{path}: is {what}, not a regular file; give {wanted}") from None
+    try:
+        return open(path, "rb")
+    except IsADirectoryError:
+        raise CorpusError(f"{path}: is a directory; give {wanted}") from None
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
 def _describe(path: str) -> str:
     return path  # as the user gave it
 
@@ -95,15 +109,7 @@ def iter_text_blocks(path: str, on_error: str = "strict"):
     on_error="strict" raises CorpusError naming the byte offset of the first invalid byte;
     "replace" substitutes U+FFFD.
     """
-    what = special_file(path)
-    if what:
-        raise CorpusError(f"{path}: is {what}, not a regular file; give a text file") from None
-    try:
-        f = open(path, "rb")
-    except IsADirectoryError:
-        raise CorpusError(f"{path}: is a directory; give a text file") from None
-    except OSError as e:
-        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+    f = open_input(path, "a text file")
     decoder = codecs.getincrementaldecoder("utf-8")(errors=on_error)
     offset = 0
     first = True
@@ -827,15 +833,7 @@ def _glove_blocks(path: str, dim: int):
     import zlib
 
     path = os.fspath(path)
-    what = special_file(path)
-    if what:
-        raise CorpusError(f"{path}: is {what}, not a regular file; give a GloVe file") from None
-    try:
-        f = open(path, "rb")
-    except IsADirectoryError:
-        raise CorpusError(f"{path}: is a directory; give a GloVe file") from None
-    except OSError as e:
-        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+    f = open_input(path, "a GloVe file")
     name = _describe(path)
     stream = f
     nbytes = os.fstat(f.fileno()).st_size
