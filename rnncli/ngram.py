@@ -3,7 +3,8 @@
 The recurrent encoder reads word order; a bag of n-grams with a linear model is what a
 practitioner would otherwise use, and on small labelled sets it is hard to beat. The two err on
 different texts, so `rnn classify` mixes them: log p = α log p_rnn + (1 - α) log p_ngram, with α
-and the regularisation C chosen on the validation split (see classify.py). The score of each
+and the regularisation C chosen on the validation split (choose_mix: the recurrent model gets
+weight only as far as the validation texts show it helps beyond their noise). The score of each
 part is reported, so the mix never hides a weak recurrent model.
 
 Features, two blocks side by side:
@@ -252,7 +253,13 @@ def fit_candidates(texts_fit: list, y_fit: np.ndarray, w_fit: np.ndarray, texts_
 
 def choose_mix(candidates: Candidates, rnn_val_log_proba: np.ndarray, y_val: np.ndarray,
                w_val: np.ndarray) -> NgramPath:
-    """The C and the mix (α, scale) with the lowest weighted validation log-loss of the mix."""
+    """C, α and the scale of the mix, from the weighted validation log-loss.
+
+    C comes from the lowest loss over every (C, α, scale). α is then the smallest (the most weight
+    on the n-gram model, the steadier of the two: convex, and fitted to the optimum) whose loss is
+    within one standard error of that lowest loss, the standard error of the per-text difference
+    in loss: the recurrent model gets weight only where the validation texts show it helps by more
+    than their own noise. Each α keeps its best scale."""
     best = None
     for C, ng in candidates.val_log_proba.items():
         for alpha in ALPHAS:
@@ -261,6 +268,19 @@ def choose_mix(candidates: Candidates, rnn_val_log_proba: np.ndarray, y_val: np.
                 if best is None or loss < best[0] - 1e-12:
                     best = (loss, C, float(alpha), scale)
     _, C, alpha, scale = best
+    ng, rows = candidates.val_log_proba[C], np.arange(len(y_val))
+    w = w_val / w_val.mean()
+
+    def per_text(a: float, s: float) -> np.ndarray:
+        return -w * mix(rnn_val_log_proba, ng, a, s)[rows, y_val]
+
+    lowest = per_text(alpha, scale)
+    for a in ALPHAS[ALPHAS < alpha]:
+        s = min(SCALES, key=lambda s: per_text(a, s).mean())
+        diff = per_text(a, s) - lowest
+        if len(diff) > 1 and diff.mean() <= diff.std(ddof=1) / np.sqrt(len(diff)):
+            alpha, scale = float(a), s
+            break
     return NgramPath(candidates.features, candidates.models[C], C, alpha, scale)
 
 

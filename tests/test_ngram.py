@@ -206,3 +206,35 @@ def test_rare_classes_are_named_with_what_was_done(tmp_path):
     text = " ".join(result.stderr.split())
     assert "class harp has only 5 training texts" in text
     assert "weighed by inverse frequency" in text
+
+
+def test_the_mix_takes_the_smallest_alpha_within_one_standard_error():
+    """On a recurrent part that is a slightly perturbed copy of the n-gram part, the lowest
+    validation loss may sit at some α > 0, but only an α whose loss is within one standard error
+    of the lowest is taken, and no smaller α qualifies."""
+    words_fit, y_fit = planted(200, 4)
+    words_val, y_val = planted(120, 5)
+    ones = np.ones(len(y_val))
+    cand = N.fit_candidates(words_fit, y_fit, np.ones(len(y_fit)), words_val, 2)
+    rng = np.random.default_rng(6)
+    shrunk = 0  # trials where the lowest loss sat at a larger α than the one taken
+    for noise, trial in [(noise, trial) for noise in (0.1, 0.3) for trial in range(3)]:
+        C = N.CS[trial % len(N.CS)]
+        rnn = N.log_softmax(cand.val_log_proba[C] + rng.normal(scale=noise, size=(len(y_val), 2)))
+        path = N.choose_mix(cand, rnn, y_val, ones)
+        argmin = min((N.weighted_nll(N.mix(rnn, ng, a, s), y_val, ones), a)
+                     for ng in cand.val_log_proba.values() for a in N.ALPHAS for s in N.SCALES)[1]
+        shrunk += argmin > path.alpha
+        ng = cand.val_log_proba[path.C]
+
+        def per_text(a):
+            return min((-N.mix(rnn, ng, a, s)[np.arange(len(y_val)), y_val] for s in N.SCALES),
+                       key=lambda v: v.mean())
+
+        lowest = min((per_text(a) for a in N.ALPHAS), key=lambda v: v.mean())
+        def within(a):
+            d = per_text(a) - lowest
+            return d.mean() <= d.std(ddof=1) / np.sqrt(len(d)) + 1e-12
+        assert within(path.alpha)
+        assert not any(within(a) for a in N.ALPHAS if a < path.alpha - 1e-9)
+    assert shrunk >= 1  # the rule did something the plain minimum would not
