@@ -127,8 +127,6 @@ class NgramFeatures:
 
     def transform(self, texts: list[str]):
         """CSR matrix (N, F) of unit-length rows: the blocks side by side."""
-        from scipy import sparse
-
         return self._matrix(*self.grams(texts, self.n_max, self.chars is not None))
 
     def _matrix(self, word_grams: list, char_lists: list | None):

@@ -6,6 +6,25 @@ import signal
 from click.testing import CliRunner
 
 
+# Accented French and English: the corpus the CLI tests train their tiny models on.
+ACCENTED = ("Le café de la gare: Zoé a dit « déjà ! » puis elle est partie.\n"
+        "The naïve fiancée ordered crème brûlée at the café.\n")
+
+
+def write_corpus(folder, repeats: int):
+    path = folder / "corpus.txt"
+    path.write_text(ACCENTED * repeats, encoding="utf-8")
+    return path
+
+
+def write_two_classes(folder, n: int):
+    """A labelled file of n texts, alternately neg and pos, each class with its own words."""
+    path = folder / "data.tsv"
+    rows = [f"{'pos' if i % 2 else 'neg'}\t{'good fine day' if i % 2 else 'bad sad night'} {i}" for i in range(n)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
 def run(*args, input=None):
     """`rnn ARGS` through Click's runner (arguments as strings), exceptions caught."""
     from rnncli.cli import main

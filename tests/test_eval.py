@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import clean_failure, deadline, ok, run
+from helpers import ACCENTED, clean_failure, deadline, ok, run, write_corpus
 from rnncli import model as M
 from rnncli import score
 from rnncli.config import ModelConfig
@@ -19,15 +19,13 @@ from rnncli.train import score_ids
 
 TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "3",
         "--threads", "1"]
-TEXT = ("Le café de la gare: Zoé a dit « déjà ! » puis elle est partie.\n"
-        "The naïve fiancée ordered crème brûlée at the café.\n") * 6
+TEXT = ACCENTED * 6
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("eval")
-    corpus = d / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
+    corpus = write_corpus(d, 6)
     out = ok("train", corpus, *TINY, "--max-steps", 6, "--eval-every", 3, "--val-fraction", 0.1,
              "--eval-chars", 0, "--out", d / "runs", "--quiet").stdout
     best = out.split("\t")[0]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import clean_failure, deadline, ok, run
+from helpers import clean_failure, deadline, ok, run, write_corpus, write_two_classes
 from rnncli import checkpoint
 from rnncli import classify as core_classify
 from rnncli.cli import main
@@ -22,18 +22,13 @@ from rnncli.text import iter_text_blocks, load_corpus
 LM_TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "2",
            "--threads", "1"]
 CLF_TINY = ["--hidden-size", "4", "--embedding-size", "4", "--dense", "4", "--min-freq", "1", "--threads", "1"]
-TEXT = ("Le café de la gare: Zoé a dit « déjà ! » puis elle est partie.\n"
-        "The naïve fiancée ordered crème brûlée at the café.\n") * 4
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("world2")
-    corpus = d / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    data = d / "data.tsv"
-    rows = [f"{'pos' if i % 2 else 'neg'}\t{'good fine day' if i % 2 else 'bad sad night'} {i}" for i in range(20)]
-    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    corpus = write_corpus(d, 4)
+    data = write_two_classes(d, 20)
     out = ok("train", corpus, *LM_TINY, "--max-steps", 2, "--eval-every", 2, "--out", d / "runs", "--quiet").stdout
     fifo = d / "fifo"
     os.mkfifo(fifo)

@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from helpers import clean_failure, deadline, ok, run
+from helpers import ACCENTED, clean_failure, deadline, ok, run, write_corpus, write_two_classes
 from rnncli import model as M
 from rnncli import sample as core_sample
 
@@ -24,8 +24,7 @@ from rnncli import sample as core_sample
 LM_TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "2",
            "--dropout", "0.2"]
 CLF_TINY = ["--hidden-size", "4", "--embedding-size", "4", "--dense", "4", "--epochs", "1", "--min-freq", "1"]
-TEXT = ("Le café de la gare: Zoé a dit « déjà ! » puis elle est partie.\n"
-        "The naïve fiancée ordered crème brûlée at the café.\n") * 4
+TEXT = ACCENTED * 4
 
 
 def refused(*args, code: int, input=None) -> str:
@@ -43,11 +42,8 @@ def train_lm(corpus, out, *extra, steps=2) -> str:
 def world(tmp_path_factory) -> dict:
     """A corpus, a labelled file, and a real checkpoint of each kind."""
     d = tmp_path_factory.mktemp("world")
-    corpus = d / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    data = d / "data.tsv"
-    rows = [f"{'pos' if i % 2 else 'neg'}\t{'good fine day' if i % 2 else 'bad sad night'} {i}" for i in range(16)]
-    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    corpus = write_corpus(d, 4)
+    data = write_two_classes(d, 16)
     lm = train_lm(corpus, d / "runs")
     clf = ok("classify", "train", data, *CLF_TINY, "--out", d / "runs", "--quiet").stdout.strip()
     return {"dir": d, "corpus": str(corpus), "data": str(data), "lm": lm,
