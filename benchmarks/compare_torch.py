@@ -6,7 +6,11 @@ side by side in one run. Writes benchmarks/results.json and regenerates benchmar
     python benchmarks/compare_torch.py --quick --only c1     # smoke test
 
 Configurations (issue 5; vocabulary 65, embedding 64): c1 LSTM 1x128 B32 T64 · c2 LSTM 2x256
-B32 T64 · c3 LSTM 2x512 B64 T100 · c2-gru · c2-rnn · c2-sample (2,000 characters, batch 1).
+B32 T64 · c3 LSTM 2x512 B64 T100 · c2-gru · c2-rnn · c2-sample (2,000 characters, batch 1);
+issue 18's: l512-b16 LSTM 1x512 B16 T50 · l512-b4 (B4 T64) · c2-b128 · r1024 RNN 1x1024 B32 T64 ·
+c3-sample (1,000 characters of c3, batch 1). With several --threads, RESULTS.md has a scaling
+table; thread counts above the cores this process may use are skipped unless --oversubscribe.
+RNN_SPLIT=rows|units in the environment forces how rnncli splits its recurrent loops.
 
 Method
 * Each framework runs in a worker process of its own, started fresh for each thread count, so
@@ -70,11 +74,18 @@ def all_cases() -> dict:
         "c2-gru": B("c2-gru", "gru", 256, 2, batch=32, seq_len=64),
         "c2-rnn": B("c2-rnn", "rnn", 256, 2, batch=32, seq_len=64),
         "c2-sample": B("c2-sample", "lstm", 256, 2, batch=1, seq_len=0, task="sample", chars=2000),
+        # issue 18: shapes where few rows per thread used to leave cores idle
+        "l512-b16": B("l512-b16", "lstm", 512, 1, batch=16, seq_len=50),
+        "l512-b4": B("l512-b4", "lstm", 512, 1, batch=4, seq_len=64),
+        "c2-b128": B("c2-b128", "lstm", 256, 2, batch=128, seq_len=64),
+        "r1024": B("r1024", "rnn", 1024, 1, batch=32, seq_len=64),
+        "c3-sample": B("c3-sample", "lstm", 512, 2, batch=1, seq_len=0, task="sample", chars=1000),
     }
 
 
-# Issue 5's targets: minimum ratio rnncli / PyTorch.
-TARGETS = {"c1": 2.0, "c2": 1.3, "c3": 1.1, "c2-gru": 1.3, "c2-rnn": 1.3, "c2-sample": 20.0}
+# Minimum ratio rnncli / PyTorch: issue 5's, and issue 18's 1.3x for every training shape.
+TARGETS = {"c1": 2.0, "c2": 1.3, "c3": 1.1, "c2-gru": 1.3, "c2-rnn": 1.3, "c2-sample": 20.0,
+           "l512-b16": 1.3, "l512-b4": 1.3, "c2-b128": 1.3, "r1024": 1.3, "c3-sample": None}
 STARTUP_TARGETS = {"warm": 1.0, "cold": 15.0}  # seconds
 
 
@@ -227,7 +238,12 @@ def compare_case(workers: dict, case, threads: int, peak: float, opts) -> dict:
 
 def run_throughput(cases: list, sides: list[str], opts) -> tuple[list, dict, str]:
     results, peaks, openblas = [], {}, ""
+    cores = usable_cores()
     for threads in opts.threads:
+        if threads > cores and not opts.oversubscribe:
+            say(f"threads={threads}: skipped, this process may use {cores} cores (more threads than cores "
+                "measures the scheduler, not the frameworks; --oversubscribe to run it anyway)")
+            continue
         workers = {}
         try:
             for side in sides:
@@ -416,6 +432,7 @@ def render_markdown(res: dict) -> str:
             f"| {r['rnncli']['gflops']:.1f} | {100 * r['rnncli']['fraction_of_peak']:.0f}% "
             f"| {fmt(t and t['gflops'], '.1f')} | {fmt(t and 100 * t['fraction_of_peak'], '.0f')}"
             f"{'%' if t else ''} |")
+    lines += scaling_lines(res)
     lines += ["", "## float32 GEMM peak (1024³, best of 10)", "",
               "| threads | rnncli's BLAS (kernels/gemm.py: SciPy's OpenBLAS from @njit) | torch.mm |",
               "| ---: | ---: | ---: |"]
@@ -448,6 +465,42 @@ def render_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def scaling_lines(res: dict) -> list[str]:
+    """Per configuration: chars/s and ratio at each thread count, and each side's speed-up over
+    its own 1-thread speed (when 1 thread was measured)."""
+    rows = {}
+    for r in res["throughput"]:
+        rows.setdefault(r["name"], {})[r["threads"]] = r
+    counts = sorted({r["threads"] for r in res["throughput"]})
+    if len(counts) < 2:
+        return []
+    head = " | ".join(f"{t} thr: rnncli · ratio" for t in counts)
+    lines = ["", "## Scaling", "",
+             "chars/s of rnncli and its ratio to PyTorch at each thread count; speed-up = chars/s at the "
+             f"most threads ({counts[-1]}) over 1 thread, for each framework.", "",
+             f"| configuration | {head} | rnncli speed-up | torch speed-up |",
+             "| --- | " + " | ".join("---:" for _ in counts) + " | ---: | ---: |"]
+    for name, by in rows.items():
+        cells = []
+        for t in counts:
+            r = by.get(t)
+            cells.append("–" if r is None else f"{r['rnncli']['chars_per_sec']:,.0f} · {fmt(r.get('ratio'), '.2f')}x")
+        one, top = by.get(1), by.get(counts[-1])
+        ups = []
+        for side in SIDES:
+            ok = one and top and one.get(side) and top.get(side)
+            ups.append(f"{top[side]['chars_per_sec'] / one[side]['chars_per_sec']:.2f}x" if ok else "–")
+        lines.append(f"| {case_label(next(iter(by.values()))['case'])} | " + " | ".join(cells) + " | " + " | ".join(ups) + " |")
+    return lines
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -468,6 +521,7 @@ def parse_args(argv=None):
     p.add_argument("--no-torch", action="store_true", help="measure rnncli only")
     p.add_argument("--out", default=str(HERE), help="directory for results.json and RESULTS.md [benchmarks/]")
     p.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from the results.json in --out")
+    p.add_argument("--oversubscribe", action="store_true", help="also run thread counts above this process's cores")
     opts = p.parse_args(argv)
     opts.threads = [int(t) for t in opts.threads.split(",") if t.strip()]
     if not opts.threads or min(opts.threads) < 1:

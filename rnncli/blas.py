@@ -7,10 +7,15 @@ SciPy's OpenBLAS. Two pools spinning on two cores slow a small model 3-4x, so:
 * SciPy's OpenBLAS gets the thread count the user asked for (default: all cores);
 * numpy's OpenBLAS is pinned to 1 thread: the hot path never calls it;
 * kernels use no Numba parallel threads. The recurrent loops, which BLAS never sees (their
-  per-step products run on kernels/panel.py), are split over the batch instead: batch rows
-  never interact inside a time loop, so each of `threads` Python threads runs the whole loop
-  on its share of the rows, in a nogil kernel, with no synchronisation until the end
-  (over_batch). Results do not depend on the split: each row is computed the same way.
+  per-step products run on kernels/panel.py), are split by rnncli itself (over_shares), over
+  batch rows and over hidden units. Rows never interact inside a time loop, so threads with
+  different rows run the whole loop with no synchronisation until the end. Threads with the
+  same rows and different units each compute their units' gates and states and meet once per
+  step (kernels/sync.py), because step t+1 reads all of h_t; each reads only its share of the
+  recurrent weights, so a small batch or a large layer still keeps every core busy. The loop's
+  results do not depend on the split: each element of each product sums over k in the same
+  order on any thread. (OpenBLAS's own threaded SGEMM, which the input and weight-gradient
+  products use, does round differently at different thread counts: seen at 1e-7 relative.)
 
 Thread counts are set through each library's own `*openblas_set_num_threads*` symbol, found
 by the library's path, so no extra dependency (threadpoolctl) is needed. Where a library is
@@ -35,6 +40,7 @@ the minimum (sleep at once), unless the environment sets it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
@@ -134,10 +140,21 @@ def _loaded_openblas() -> list[str]:
     return sorted(p for p in paths if p.startswith("/") or ":" in p)
 
 
-_workers = 1  # threads for over_batch, set by set_threads
-_pool = None  # helper threads of over_batch, made on first use
+_workers = 1  # threads for over_shares, set by set_threads
+_pool = None  # helper threads of over_shares, made on first use
 _pool_size = 0
 ROWS_PER_WORKER = 8  # below this a share of the batch is not worth a thread
+UNITS_PER_WORKER = 32  # hidden units: one panel of the panel kernel (kernels/panel.py NR)
+SPLITS = ("auto", "rows", "units")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), which a container can make fewer
+    than os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def set_threads(threads: int) -> dict[str, int]:
@@ -145,7 +162,7 @@ def set_threads(threads: int) -> dict[str, int]:
     import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's OpenBLAS so it can be set)
 
     global _workers
-    n = threads or os.cpu_count() or 1
+    n = threads or usable_cores()
     _workers = n
     done = {}
     for path, lib in _openblas_libraries():
@@ -156,11 +173,9 @@ def set_threads(threads: int) -> dict[str, int]:
     return done
 
 
-def batch_shares(batch: int, workers: int) -> list[tuple[int, int]]:
-    """Consecutive (start, stop) row ranges covering range(batch), at most `workers` of them,
-    none under ROWS_PER_WORKER rows unless there is only one, in multiples of 8 rows where the
-    batch allows (the panel micro-kernel's row block)."""
-    parts = max(1, min(workers, batch // ROWS_PER_WORKER))
+def batch_shares(batch: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` consecutive (start, stop) row ranges covering range(batch), in multiples of 8 rows
+    (the panel micro-kernel's row block) where the batch allows."""
     cuts = [0]
     for i in range(1, parts):
         cut = (batch * i // parts + 4) // 8 * 8
@@ -169,23 +184,89 @@ def batch_shares(batch: int, workers: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def over_batch(run, batch: int) -> None:
-    """Call run(start, stop) for each share of range(batch) (batch_shares), concurrently: the
-    first on this thread, the others on helper threads. `run` must spend its time in nogil
-    kernels, or the shares simply take turns."""
+def unit_shares(units: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` consecutive (start, stop) ranges of hidden units covering range(units), each a
+    whole number of UNITS_PER_WORKER panels (the last may end short, at `units`)."""
+    panels = -(-units // UNITS_PER_WORKER)
+    cuts = [panels * i // parts * UNITS_PER_WORKER for i in range(parts)] + [units]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def split_shape(batch: int, units: int, workers: int, split: str = "auto") -> tuple[int, int]:
+    """(row shares, unit shares) for a recurrent loop over `batch` rows and `units` hidden units
+    on `workers` threads (capped at the usable cores: threads that meet at every step must never
+    wait for a core). Rows split freely (threads never meet); units split at the cost of one
+    meeting per step but each thread then reads only its share of the recurrent weights.
+    As many threads as can have work are used: at least ROWS_PER_WORKER rows and
+    UNITS_PER_WORKER units each. Among shapes that use as many, "rows" takes the most row
+    shares, "units" the most unit shares, "auto" (the default, RNN_SPLIT overrides) rows
+    while every share keeps 16 rows and units after that."""
+    n = max(1, min(workers, usable_cores()))
+    max_rows = max(1, batch // ROWS_PER_WORKER)
+    max_units = max(1, -(-units // UNITS_PER_WORKER))
+    split = os.environ.get("RNN_SPLIT", split) if split == "auto" else split
+    if split not in SPLITS:
+        split = "auto"
+
+    def preference(shape):
+        rows, cols = shape
+        if split == "rows":
+            return rows * cols, rows
+        if split == "units":
+            return rows * cols, cols
+        return rows * cols, rows if batch // rows >= 2 * ROWS_PER_WORKER else -rows
+
+    return max(((r, c) for r in range(1, min(n, max_rows) + 1) for c in range(1, min(n // r, max_units) + 1)),
+               key=preference)
+
+
+def over_shares(run, batch: int, units: int, split: str = "auto") -> None:
+    """Call run(lo, hi, u0, u1, barrier, parties) for each share of rows × hidden units
+    (split_shape), concurrently: the first on this thread, the others on helper threads. The
+    threads of one row share meet at their `barrier` (kernels/sync.py) once per step;
+    `parties` is how many they are. `run` must spend its time in nogil kernels, or the
+    shares simply take turns — and threads that meet would wait for ever, so the split needs
+    compiled kernels (under NUMBA_DISABLE_JIT one thread runs everything)."""
+    import numpy as np
+
+    from rnncli.kernels.sync import BARRIER_WORDS
+
+    rows, cols = split_shape(batch, units, _workers, split)
+    if _jit_disabled():
+        rows, cols = 1, 1
+    barriers = np.zeros((rows, BARRIER_WORDS), np.int64)
+    shares = [(lo, hi, u0, u1, barriers[g], cols)
+              for g, (lo, hi) in enumerate(batch_shares(batch, rows)) for u0, u1 in unit_shares(units, cols)]
+    together([functools.partial(run, *share) for share in shares])
+
+
+def together(runs: list) -> None:
+    """Call each of `runs` (no arguments) at once: the first on this thread, the others on
+    helper threads; returns when all have, raising the first error. They must spend their time
+    in nogil kernels, or they simply take turns."""
     global _pool, _pool_size
-    shares = batch_shares(batch, _workers)
-    if len(shares) == 1:
-        run(0, batch)
+    if len(runs) == 1:
+        runs[0]()
         return
-    if _pool_size < len(shares) - 1:
+    if _pool_size < len(runs) - 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        _pool_size = len(shares) - 1
+        _pool_size = len(runs) - 1
         _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="rnncli")
-    helpers = [_pool.submit(run, start, stop) for start, stop in shares[1:]]
+    helpers = [_pool.submit(r) for r in runs[1:]]
     try:
-        run(*shares[0])
+        runs[0]()
     finally:
         for h in helpers:
             h.result()
+
+
+def workers() -> int:
+    """Threads set by set_threads, capped at the usable cores."""
+    return max(1, min(_workers, usable_cores()))
+
+
+def _jit_disabled() -> bool:
+    from numba.core import config
+
+    return bool(config.DISABLE_JIT)

@@ -457,8 +457,9 @@ def sweep(ctx, train_args, grids, random_trials, workers, threads, address, out_
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Where to look for the last run when no CHECKPOINT is given.")
 @click.option("--novelty", is_flag=True, help="Report on stderr what share of the samples' 10-, 20- and 50-character sequences occur verbatim in the training text.")
 @click.option("--corpus", "corpus_paths", type=InputFile(), multiple=True, show_default="the checkpoint's", help="Training text for --novelty (repeat for several files; implies --novelty).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="CPU threads (0 = all cores); models of 1 MB of weights or more share each character's products among them.")
 def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, top_k, stop, drop_unknown, out_dir,
-           novelty, corpus_paths):
+           novelty, corpus_paths, threads):
     """Generate text from a trained language model.
 
     With no CHECKPOINT, uses the best checkpoint of the most recent run under --out.
@@ -480,7 +481,7 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
     if corpus_paths or novelty:  # found before any sampling time is spent
         corpus_paths = list(corpus_paths) or _training_corpus(lm.meta, path)
     announce_compile()
-    gen = core.Generator(lm)
+    gen = core.Generator(lm, threads)
     if seed is None:
         import secrets
 

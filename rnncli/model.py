@@ -34,6 +34,7 @@ from rnncli.kernels import linear as k_lin
 from rnncli.kernels import lstm as k_lstm
 from rnncli.kernels import panel as k_panel
 from rnncli.kernels import rnn as k_rnn
+from rnncli.kernels import sync as k_sync
 
 DTYPES = (np.float32, np.float64)
 
@@ -217,21 +218,21 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
         else:
             k_lin.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
         Hbuf[0] = state[k, 0]
-        # the time loop, on the batch rows of each worker thread (blas.over_batch), all of
-        # them multiplying by the same packed recurrent weights
-        P_hh = k_panel.packed(W_hh, True)
+        # the time loop, on the batch rows and hidden units of each worker thread
+        # (blas.over_shares), all of them multiplying by the same packed recurrent weights
+        P_hh = k_panel.packed_gates(W_hh, G)
         if cfg.cell == "lstm":
             Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
             Cbuf[0] = state[k, 1]
-            _over_batch(work, B, lambda lo, hi: k_lstm.forward(XP, Hbuf, Cbuf, W_hh, P_hh, lo, hi))
+            _over_shares(work, B, H, lambda *share: k_lstm.forward(XP, Hbuf, Cbuf, W_hh, P_hh, *share))
             new_state[k, 1] = Cbuf[T]
         elif cfg.cell == "gru":
             gates = work.get(f"{p}gates", (T, B, G * H))
             HN = work.get(f"{p}HN", (T, B, H))
             b_hn = params[p + "b_hn"]
-            _over_batch(work, B, lambda lo, hi: k_gru.forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, lo, hi))
+            _over_shares(work, B, H, lambda *share: k_gru.forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, *share))
         else:
-            _over_batch(work, B, lambda lo, hi: k_rnn.forward(Hbuf, W_hh, P_hh, code, lo, hi))
+            _over_shares(work, B, H, lambda *share: k_rnn.forward(Hbuf, W_hh, P_hh, code, *share))
         new_state[k, 0] = Hbuf[T]
         out = Hbuf[1:]
         if masks is not None:
@@ -275,17 +276,17 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
             dc_next = work.get(f"{p}dc_next", (B, H))
             dc_next[:] = 0 if d_state is None else d_state[k, 1]
             Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
-            _over_batch(work, B, lambda lo, hi: k_lstm.backward(Cbuf, gates, W_hh, P_hh, d_h, dh_next, dc_next,
-                                                                dG, lo, hi))
+            _over_shares(work, B, H, lambda *share: k_lstm.backward(Cbuf, gates, W_hh, P_hh, d_h, dh_next, dc_next,
+                                                                    dG, *share))
             dHP = dG
         elif cfg.cell == "gru":
             dHP = work.get(f"{p}dHP", (T, B, G * H))
             HN = work.get(f"{p}HN", (T, B, H))
-            _over_batch(work, B, lambda lo, hi: k_gru.backward(Hbuf, gates, HN, W_hh, P_hh, d_h, dh_next, dG,
-                                                               dHP, lo, hi))
+            _over_shares(work, B, H, lambda *share: k_gru.backward(Hbuf, gates, HN, W_hh, P_hh, d_h, dh_next, dG,
+                                                                   dHP, *share))
             grads[p + "b_hn"] += dHP[:, :, 2 * H:].sum(axis=(0, 1))
         else:
-            _over_batch(work, B, lambda lo, hi: k_rnn.backward(Hbuf, W_hh, P_hh, code, d_h, dh_next, dG, lo, hi))
+            _over_shares(work, B, H, lambda *share: k_rnn.backward(Hbuf, W_hh, P_hh, code, d_h, dh_next, dG, *share))
             dHP = dG
         dG2 = dG.reshape(T * B, G * H)
         # Weight gradients summed over time: one GEMM each over all T·B rows.
@@ -350,17 +351,18 @@ def stack_state_grads(cfg: ModelConfig, params: dict, d_top: np.ndarray, work: W
         P_hh = k_panel.packed(W_hh, False)
         dh_next = np.zeros((B, H), dt)
         dc_next = np.zeros((B, H), dt)
+        whole = (0, B, 0, H, _lone_barrier(), 1)  # one thread, all rows and units
         for t in range(T - 1, -1, -1):
             grads[k, t] = d_out[t] + dh_next  # from above, and back from step t + 1
             s, h2 = slice(t, t + 1), slice(t, t + 2)  # step t alone: its inputs and its two states
             if cfg.cell == "lstm":
                 k_lstm.backward(work.get(f"{p}Cbuf", (T + 1, B, H))[h2], work.get(f"{p}gates", (T, B, G * H))[s],
-                                W_hh, P_hh, d_out[s], dh_next, dc_next, dG[s], 0, B)
+                                W_hh, P_hh, d_out[s], dh_next, dc_next, dG[s], *whole)
             elif cfg.cell == "gru":
                 k_gru.backward(Hbuf[h2], work.get(f"{p}gates", (T, B, G * H))[s], work.get(f"{p}HN", (T, B, H))[s],
-                               W_hh, P_hh, d_out[s], dh_next, dG[s], work.get(f"{p}dHP", (T, B, G * H))[s], 0, B)
+                               W_hh, P_hh, d_out[s], dh_next, dG[s], work.get(f"{p}dHP", (T, B, G * H))[s], *whole)
             else:
-                k_rnn.backward(Hbuf[h2], W_hh, P_hh, code, d_out[s], dh_next, dG[s], 0, B)
+                k_rnn.backward(Hbuf[h2], W_hh, P_hh, code, d_out[s], dh_next, dG[s], *whole)
         if k > 0:  # what the layer below receives through this layer's input weights
             d_in = np.empty((T, B, W_xh.shape[1]), dt)
             k_lin.linear_input_grad(dG.reshape(T * B, G * H), W_xh, d_in.reshape(T * B, -1))
@@ -368,13 +370,19 @@ def stack_state_grads(cfg: ModelConfig, params: dict, d_top: np.ndarray, work: W
     return grads
 
 
-def _over_batch(work: Workspace, batch: int, run) -> None:
-    """run(lo, hi) over the whole batch, or over shares of it on the worker threads (float32;
-    float64, the checking dtype, stays on one thread)."""
+def _over_shares(work: Workspace, batch: int, units: int, run) -> None:
+    """run(lo, hi, u0, u1, barrier, parties) over the whole batch and all hidden units, or over
+    shares of them on the worker threads (float32; float64, the checking dtype, stays on one
+    thread)."""
     if work.dtype == np.float32:
-        blas.over_batch(run, batch)
+        blas.over_shares(run, batch, units)
     else:
-        run(0, batch)
+        run(0, batch, 0, units, _lone_barrier(), 1)
+
+
+def _lone_barrier() -> np.ndarray:
+    """The barrier of a loop that one thread runs alone (never waited on)."""
+    return np.zeros(k_sync.BARRIER_WORDS, np.int64)
 
 
 def _layer_output(work: Workspace, p: str, dropped: bool, shape: tuple) -> np.ndarray:

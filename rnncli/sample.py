@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli import checkpoint
+from rnncli import blas, checkpoint
 from rnncli import model as M
 from rnncli.config import CELLS, ModelConfig, model_config_from_dict
 from rnncli.errors import CheckpointError, ConfigError, RnnError
 from rnncli.kernels import linear as k_lin
 from rnncli.kernels import panel as k_panel
 from rnncli.kernels import sampling as k_sampling
+from rnncli.kernels import sync as k_sync
 from rnncli.text import Vocab
 
 CHUNK = 64  # characters per kernel call: small enough to stream, large enough to hide overhead
+SPLIT_MIN_BYTES = 1 << 20  # weights read per character below which one thread samples alone
 
 
 @dataclass
@@ -73,9 +76,13 @@ def decode_escapes(text: str, what: str = "prime") -> str:
 
 
 class Generator:
-    """Streams characters from a model, B = 1, state carried between calls."""
+    """Streams characters from a model, B = 1, state carried between calls; large models on
+    several threads (parties)."""
 
-    def __init__(self, lm: LanguageModel):
+    def __init__(self, lm: LanguageModel, threads: int | None = None):
+        """threads: as blas.set_threads (0 = all cores); None leaves the process's setting."""
+        if threads is not None:
+            blas.set_threads(threads)
         self.lm = lm
         cfg, p = lm.cfg, lm.params
         L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
@@ -94,12 +101,43 @@ class Generator:
                                          else np.zeros((L, H), dt), dt)
         self.W_hy = np.ascontiguousarray(p["W_hy"], dt)
         # each matrix packed once for the generation kernel's products
-        self.P_xh_up = _packed_stack(self.W_xh_up)
-        self.P_hh = _packed_stack(self.W_hh)
+        self.P_xh_up = _packed_stack(self.W_xh_up, cfg.gates)
+        self.P_hh = _packed_stack(self.W_hh, cfg.gates)
         self.P_hy = k_panel.packed(self.W_hy, True)
         self.b_y = np.ascontiguousarray(p["b_y"], dt)
         self.cell = CELLS.index(cfg.cell)
         self.code = ("tanh", "relu", "sigmoid").index(cfg.activation)
+
+    def parties(self) -> int:
+        """Threads that share each character's products: those set by blas.set_threads, when
+        the weights one character reads are large enough to be worth splitting
+        (SPLIT_MIN_BYTES), at most one per UNITS_PER_WORKER hidden units."""
+        if self.weight_bytes() < SPLIT_MIN_BYTES:
+            return 1
+        return max(1, min(blas.workers(), -(-self.lm.cfg.hidden_size // blas.UNITS_PER_WORKER)))
+
+    def weight_bytes(self) -> int:
+        """Bytes of weights read per generated character (each matrix once)."""
+        return 4 * (self.W_xh_up.size + self.W_hh.size + self.W_hy.size)
+
+    def generate(self, state: np.ndarray, feed: np.ndarray, inv_temp: float, top_k: int,
+                 uniforms: np.ndarray, out: np.ndarray) -> None:
+        """kernels/sampling.generate over the threads of parties(), each on its share of the
+        hidden units and of the vocabulary; state (L, S, B, H) in/out, out (n, B) written."""
+        L, S, B, H = state.shape
+        GH, V = self.W_hh.shape[1], self.W_hy.shape[0]
+        parties = self.parties()
+        xp, gates = np.empty((B, GH), np.float32), np.empty((B, GH), np.float32)
+        hn, logits = np.empty((B, H), np.float32), np.empty((2, B, V), np.float32)
+        hs = np.empty((2,) + state.shape, np.float32)
+        hs[0] = state
+        barrier = np.zeros(k_sync.BARRIER_WORDS, np.int64)
+        shares = zip(blas.unit_shares(H, parties), blas.unit_shares(V, parties))
+        blas.together([functools.partial(
+            k_sampling.generate, self.cell, self.code, self.table0, self.W_xh_up, self.P_xh_up, self.b_up,
+            self.W_hh, self.P_hh, self.b_hn, self.W_hy, self.P_hy, self.b_y, state, feed, inv_temp, top_k,
+            uniforms, out, xp, gates, hn, hs, logits, u0, u1, v0, v1, barrier, parties, rank)
+            for rank, ((u0, u1), (v0, v1)) in enumerate(shares)])
 
     def start_token(self) -> int:
         """What to feed when there is no prime: a newline if the model knows one."""
@@ -120,9 +158,7 @@ class Generator:
         while produced < length:
             n = min(CHUNK, length - produced)
             out = np.empty((n, 1), np.int32)
-            k_sampling.generate(self.cell, self.code, self.table0, self.W_xh_up, self.P_xh_up, self.b_up,
-                                self.W_hh, self.P_hh, self.b_hn, self.W_hy, self.P_hy, self.b_y, state, feed, inv_temp, top_k,
-                                rng.random((n, 1)), out)
+            self.generate(state, feed, inv_temp, top_k, rng.random((n, 1)), out)
             feed = out[-1:].copy()
             produced += n
             piece = self.lm.vocab.decode(out[:, 0])
@@ -136,12 +172,13 @@ class Generator:
             yield piece
 
 
-def _packed_stack(W: np.ndarray) -> np.ndarray:
-    """panel.packed(W[k], True) for each matrix of a stack (L, N, K), stacked; (0, ...) if L = 0."""
+def _packed_stack(W: np.ndarray, G: int) -> np.ndarray:
+    """panel.packed_gates(W[k], G) for each matrix of a stack (L, G·H, K), stacked; (0, ...) if
+    L = 0."""
     N, K = W.shape[1], W.shape[2]
     if W.shape[0] == 0:
-        return np.zeros((0, -(-N // k_panel.NR), K, k_panel.NR), W.dtype)
-    return np.stack([k_panel.packed(w, True) for w in W])
+        return np.zeros((0, G * -(-(N // G) // k_panel.NR), K, k_panel.NR), W.dtype)
+    return np.stack([k_panel.packed_gates(w, G) for w in W])
 
 
 def prime_ids(lm: LanguageModel, prime: str, drop_unknown: bool) -> np.ndarray:

@@ -92,29 +92,63 @@ def test_kernel_family_policy():
     assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["OPENBLAS_THREAD_TIMEOUT"] == "20"
 
 
-@pytest.mark.parametrize("batch, workers", [(1, 2), (7, 2), (16, 2), (32, 2), (33, 2), (64, 3), (100, 4), (5, 1)])
-def test_batch_shares_cover_the_batch(batch, workers):
-    shares = blas.batch_shares(batch, workers)
+@pytest.mark.parametrize("batch, parts", [(1, 1), (7, 2), (16, 2), (32, 2), (33, 2), (64, 3), (100, 4), (5, 1)])
+def test_batch_shares_cover_the_batch(batch, parts):
+    shares = blas.batch_shares(batch, parts)
+    assert len(shares) == parts
     assert shares[0][0] == 0 and shares[-1][1] == batch
     assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
     assert all(stop > start for start, stop in shares)
-    assert len(shares) <= workers
-    assert len(shares) == 1 or min(stop - start for start, stop in shares) >= blas.ROWS_PER_WORKER
+    if batch >= 8 * parts:  # whole 8-row blocks except the last
+        assert all(start % 8 == 0 for start, _ in shares)
 
 
-def test_over_batch_runs_every_share_and_reports_errors():
+@pytest.mark.parametrize("units, parts", [(20, 1), (64, 2), (100, 2), (256, 3), (512, 16)])
+def test_unit_shares_are_whole_panels(units, parts):
+    shares = blas.unit_shares(units, parts)
+    assert len(shares) == parts and shares[0][0] == 0 and shares[-1][1] == units
+    assert all(a[1] == b[0] and b[1] > b[0] for a, b in zip(shares, shares[1:]))
+    assert all(start % panel.NR == 0 for start, _ in shares)
+
+
+@pytest.mark.parametrize("batch, units, threads, expected", [
+    (32, 256, 1, (1, 1)),
+    (32, 256, 2, (2, 1)),     # 16 rows each: rows, which never meet
+    (16, 256, 2, (1, 2)),     # 8 rows each would be thin: units
+    (4, 512, 2, (1, 2)),      # too few rows to split at all
+    (32, 256, 16, (2, 8)),    # every thread busy: 16 rows × 32 units each
+    (2, 32, 4, (1, 1)),       # one panel of units, two rows: nothing to share
+])
+def test_split_shape_uses_the_threads_that_can_have_work(monkeypatch, batch, units, threads, expected):
+    monkeypatch.setattr(blas, "usable_cores", lambda: 64)
+    monkeypatch.delenv("RNN_SPLIT", raising=False)
+    assert blas.split_shape(batch, units, threads) == expected
+
+
+def test_split_shape_never_exceeds_the_cores(monkeypatch):
+    """Threads that meet at every step must each have a core: --threads 16 on 2 cores uses 2."""
+    monkeypatch.setattr(blas, "usable_cores", lambda: 2)
+    rows, cols = blas.split_shape(64, 512, 16)
+    assert rows * cols == 2
+
+
+def test_over_shares_runs_every_share_and_reports_errors(monkeypatch):
+    monkeypatch.setattr(blas, "usable_cores", lambda: 2)
     blas.set_threads(2)
     try:
         seen = []
-        blas.over_batch(lambda lo, hi: seen.append((lo, hi)), 32)
-        assert sorted(seen) == [(0, 16), (16, 32)]
+        blas.over_shares(lambda lo, hi, u0, u1, barrier, parties: seen.append((lo, hi, u0, u1, parties)), 32, 64)
+        assert sorted(seen) == [(0, 16, 0, 64, 1), (16, 32, 0, 64, 1)]
+        seen.clear()
+        blas.over_shares(lambda lo, hi, u0, u1, barrier, parties: seen.append((lo, hi, u0, u1, parties)), 4, 64)
+        assert sorted(seen) == [(0, 4, 0, 32, 2), (0, 4, 32, 64, 2)]
 
-        def fail(lo, hi):
+        def fail(lo, hi, u0, u1, barrier, parties):
             if lo > 0:
                 raise ValueError("helper share failed")
 
         with pytest.raises(ValueError, match="helper share"):
-            blas.over_batch(fail, 32)
+            blas.over_shares(fail, 32, 64)
     finally:
         blas.set_threads(0)
 

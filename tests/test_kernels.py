@@ -140,23 +140,66 @@ def test_float32_engine_at_block_edges_matches_reference(rng, cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_batch_split_over_threads_changes_nothing(rng, cell):
-    """Two worker threads, each running the time loops on its share of the batch rows, give
-    bit-for-bit what one thread gives: rows never interact inside a loop."""
+@pytest.mark.parametrize("threads, split, shape", [(2, "rows", (2, 1)), (2, "units", (1, 2)), (4, "auto", (2, 2))])
+def test_split_over_threads_changes_nothing(rng, monkeypatch, cell, threads, split, shape):
+    """Worker threads that split the time loops over batch rows, over hidden units (meeting at
+    every step), or both, give bit-for-bit what one thread gives: each element of each product
+    sums over k in the same order whoever computes it. H = 40 units are a full panel of 32 and
+    a partial one; OpenBLAS stays at one thread, since its own threading rounds differently
+    (see rnncli/blas.py)."""
     from rnncli import blas
 
-    T, B, D, H = 6, 24, 5, 12
+    T, B, D, H = 6, 24, 5, 40
     cfg, params, state, d_top = make_problem(rng, cell, T, B, D, H, layers=2)
     p32 = {name: p.astype(np.float32) for name, p in params.items()}
     x, state, d_top = (a.astype(np.float32) for a in (rng.standard_normal((T, B, D)), state, d_top))
-    assert len(blas.batch_shares(B, 2)) == 2
+    monkeypatch.setattr(blas, "usable_cores", lambda: threads)
+    monkeypatch.setenv("RNN_SPLIT", split)
+    assert blas.split_shape(B, H, threads) == shape
     results = []
-    for threads in (1, 2):
-        blas.set_threads(threads)
-        results.append(run_engine(cfg, p32, x, state, d_top))
-    blas.set_threads(0)
-    one, two = results
-    for a, b in zip(one[:2] + one[3:], two[:2] + two[3:]):
+    try:
+        for workers in (1, threads):
+            blas.set_threads(1)
+            blas._workers = workers  # the loop's threads alone; OpenBLAS at one
+            results.append(run_engine(cfg, p32, x, state, d_top))
+    finally:
+        blas.set_threads(0)
+    one, many = results
+    for a, b in zip(one[:2] + one[3:], many[:2] + many[3:]):
         np.testing.assert_array_equal(a, b)
     for name in one[2]:
-        np.testing.assert_array_equal(one[2][name], two[2][name], err_msg=name)
+        np.testing.assert_array_equal(one[2][name], many[2][name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_sampling_split_over_threads_draws_the_same_text(monkeypatch, cell):
+    """Two threads sharing each character's products (units of every layer, columns of the
+    output) draw exactly the text one thread draws, and leave the same state."""
+    from rnncli import blas
+    from rnncli import model as M
+    from rnncli import sample as S
+    from rnncli.config import ModelConfig
+    from rnncli.text import Vocab
+
+    cfg = ModelConfig(cell=cell, hidden_size=40, num_layers=2, embedding_size=8)
+    vocab = Vocab("".join(sorted(set("abcdefghij\n .,;:!?'ABCDEFGHIJKLMNOPQRSTUVWXYZéèàçù-klmnopqrst"))))
+    params = M.init_params(cfg, M.lm_shapes(cfg, vocab.size), np.random.default_rng(3), np.float32)
+    gen = S.Generator(S.LanguageModel(cfg, vocab, params, {}))
+    monkeypatch.setattr(blas, "usable_cores", lambda: 2)
+    monkeypatch.setattr(S, "SPLIT_MIN_BYTES", 0)
+    texts, states = [], []
+    try:
+        for threads in (1, 2):
+            blas.set_threads(threads)
+            assert gen.parties() == threads
+            state = np.zeros(M.state_shape(cfg, 1), np.float32)
+            out = np.empty((150, 1), np.int32)
+            gen.generate(state, np.array([[1], [2], [3]], np.int32), 1.0, 0,
+                         np.random.default_rng(5).random((150, 1)), out)
+            texts.append(out.copy())
+            states.append(state)
+    finally:
+        blas.set_threads(0)
+    np.testing.assert_array_equal(texts[0], texts[1])
+    np.testing.assert_array_equal(states[0], states[1])
+    assert len(np.unique(texts[0])) > 5  # a real draw, not one repeated character

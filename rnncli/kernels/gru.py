@@ -17,82 +17,91 @@ contiguous rows, one short loop each, which is what LLVM vectorises.
 import numpy as np
 from numba import njit
 
-from rnncli.kernels import panel
+from rnncli.kernels import panel, sync
 from rnncli.kernels.activations import sigmoid, tanh
 
 
 @njit(cache=True, error_model="numpy")
-def cell_forward(xp, h_prev, b_hn, gates, hn, h):
-    """gates (B, 3H): W_hh h_{t-1} in, activated r, z, n out. xp (B, 3H); h_prev, h (B, H)
-    (h written); hn (B, H) receives W_hn h_{t-1} + b_hn, which the backward pass needs."""
+def cell_forward(xp, h_prev, b_hn, gates, hn, h, u0, u1):
+    """For hidden units u0:u1: gates (B, 3H): W_hh h_{t-1} in, activated r, z, n out. xp (B, 3H);
+    h_prev, h (B, H) (h written); hn (B, H) receives W_hn h_{t-1} + b_hn, which the backward
+    pass needs."""
     B, H = h.shape
     one = h.dtype.type(1.0)
+    m = u1 - u0  # the loops run over 0..m on slices: from 0, Numba knows no index is negative and LLVM vectorises
     for b in range(B):
         xrow, grow = xp[b], gates[b]
-        x_r, x_z, x_n = xrow[:H], xrow[H:2 * H], xrow[2 * H:]
-        r, z, n = grow[:H], grow[H:2 * H], grow[2 * H:]
-        hnb, hp, hb = hn[b], h_prev[b], h[b]
-        for j in range(H):
+        x_r, x_z, x_n = xrow[u0:u1], xrow[H + u0:H + u1], xrow[2 * H + u0:2 * H + u1]
+        r, z, n = grow[u0:u1], grow[H + u0:H + u1], grow[2 * H + u0:2 * H + u1]
+        hnb, hp, hb, bn = hn[b, u0:u1], h_prev[b, u0:u1], h[b, u0:u1], b_hn[u0:u1]
+        for j in range(m):
             r[j] = sigmoid(x_r[j] + r[j], one)
-        for j in range(H):
+        for j in range(m):
             z[j] = sigmoid(x_z[j] + z[j], one)
-        for j in range(H):
-            hnb[j] = n[j] + b_hn[j]
-        for j in range(H):
+        for j in range(m):
+            hnb[j] = n[j] + bn[j]
+        for j in range(m):
             n[j] = tanh(x_n[j] + r[j] * hnb[j])
-        for j in range(H):
+        for j in range(m):
             hb[j] = (one - z[j]) * n[j] + z[j] * hp[j]
 
 
 @njit(cache=True)
-def step_forward(xp, h_prev, W_hh, P_hh, b_hn, gates, hn, h):
-    """One step. xp (B, 3H); h_prev, h (B, H); W_hh (3H, H), P_hh = panel.packed(W_hh, True);
-    b_hn (H,); gates (B, 3H) and hn (B, H) written (see cell_forward)."""
-    panel.product_or_gemm(h_prev, W_hh, True, P_hh, gates, False)
-    cell_forward(xp, h_prev, b_hn, gates, hn, h)
+def step_forward(xp, h_prev, W_hh, P_hh, b_hn, gates, hn, h, u0, u1):
+    """One step for hidden units u0:u1. xp (B, 3H); h_prev, h (B, H); W_hh (3H, H),
+    P_hh = panel.packed_gates(W_hh, 3); b_hn (H,); gates (B, 3H) and hn (B, H) written (see
+    cell_forward)."""
+    panel.product_units_or_gemm(h_prev, W_hh, True, P_hh, gates, 3, u0, u1, False)
+    cell_forward(xp, h_prev, b_hn, gates, hn, h, u0, u1)
 
 
 @njit(cache=True, nogil=True)
-def forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, lo, hi):
-    """All T steps for batch rows lo:hi (see lstm.forward); P_hh = panel.packed(W_hh, True).
-    gates (T, B, 3H), HN (T, B, H) written; Hbuf[0] = h_0 set by the caller."""
+def forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, lo, hi, u0, u1, barrier, parties):
+    """All T steps for batch rows lo:hi and hidden units u0:u1 (see lstm.forward);
+    P_hh = panel.packed_gates(W_hh, 3). gates (T, B, 3H), HN (T, B, H) written; Hbuf[0] = h_0
+    set by the caller."""
     for t in range(XP.shape[0]):
         step_forward(XP[t][lo:hi], Hbuf[t][lo:hi], W_hh, P_hh, b_hn, gates[t][lo:hi], HN[t][lo:hi],
-                     Hbuf[t + 1][lo:hi])
+                     Hbuf[t + 1][lo:hi], u0, u1)
+        sync.wait(barrier, parties)
 
 
 @njit(cache=True, error_model="numpy")
-def cell_backward(gates, hn, h_prev, dh_in, dh_next, dh, dxp, dhp):
-    """One step back. gates (B, 3H) activated; hn, h_prev, dh_in (B, H). dh (B, H) scratch.
+def cell_backward(gates, hn, h_prev, dh_in, dh_next, dh, dxp, dhp, u0, u1):
+    """One step back, for hidden units u0:u1. gates (B, 3H) activated; hn, h_prev, dh_in (B, H). dh (B, H) scratch.
     dh_next (B, H): in, from step t+1; out: the direct part dh·z of dL/dh_{t-1} (the caller
     adds W_hhᵀ dhp). dxp, dhp (B, 3H) written (see backward)."""
     B, H = dh_in.shape
     one = dh_in.dtype.type(1.0)
+    m = u1 - u0  # as in cell_forward
     for b in range(B):
         grow, dxrow, dhrow = gates[b], dxp[b], dhp[b]
-        r, z, n = grow[:H], grow[H:2 * H], grow[2 * H:]
-        dx_r, dx_z, dx_n = dxrow[:H], dxrow[H:2 * H], dxrow[2 * H:]
-        dh_r, dh_z, dh_n = dhrow[:H], dhrow[H:2 * H], dhrow[2 * H:]
-        d, dib, dnb, hnb, hp = dh[b], dh_in[b], dh_next[b], hn[b], h_prev[b]
-        for j in range(H):
+        r, z, n = grow[u0:u1], grow[H + u0:H + u1], grow[2 * H + u0:2 * H + u1]
+        dx_r, dx_z, dx_n = dxrow[u0:u1], dxrow[H + u0:H + u1], dxrow[2 * H + u0:2 * H + u1]
+        dh_r, dh_z, dh_n = dhrow[u0:u1], dhrow[H + u0:H + u1], dhrow[2 * H + u0:2 * H + u1]
+        d, dib, dnb, hnb, hp = dh[b, u0:u1], dh_in[b, u0:u1], dh_next[b, u0:u1], hn[b, u0:u1], h_prev[b, u0:u1]
+        for j in range(m):
             d[j] = dib[j] + dnb[j]
-        for j in range(H):
+        for j in range(m):
             dx_n[j] = d[j] * (one - z[j]) * (one - n[j] * n[j])
-        for j in range(H):
+        for j in range(m):
             dx_z[j] = d[j] * (hp[j] - n[j]) * z[j] * (one - z[j])
-        for j in range(H):
+        for j in range(m):
             dx_r[j] = dx_n[j] * hnb[j] * r[j] * (one - r[j])
-        dh_r[:] = dx_r
-        dh_z[:] = dx_z
-        for j in range(H):
+        for j in range(m):
+            dh_r[j] = dx_r[j]
+        for j in range(m):
+            dh_z[j] = dx_z[j]
+        for j in range(m):
             dh_n[j] = dx_n[j] * r[j]
-        for j in range(H):
+        for j in range(m):
             dnb[j] = d[j] * z[j]  # through h_t = ... + z ⊙ h_{t-1}
 
 
 @njit(cache=True, nogil=True)
-def backward(Hbuf, gates, HN, W_hh, P_hh, dH, dh_next, dXP, dHP, lo, hi):
-    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi; P_hh = panel.packed(W_hh, False).
+def backward(Hbuf, gates, HN, W_hh, P_hh, dH, dh_next, dXP, dHP, lo, hi, u0, u1, barrier, parties):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi and hidden units u0:u1 (see
+    lstm.backward); P_hh = panel.packed(W_hh, False).
 
     dH (T, B, H) = dL/dh_t from above; dh_next (B, H) in: from step T, out: dL/dh_0.
     dXP (T, B, 3H) written: gradient at the input projection (for W_xh, b).
@@ -103,5 +112,7 @@ def backward(Hbuf, gates, HN, W_hh, P_hh, dH, dh_next, dXP, dHP, lo, hi):
     dh = np.empty_like(dh_next)
     for t in range(dH.shape[0] - 1, -1, -1):
         dhp = dHP[t][lo:hi]
-        cell_backward(gates[t][lo:hi], HN[t][lo:hi], Hbuf[t][lo:hi], dH[t][lo:hi], dh_next, dh, dXP[t][lo:hi], dhp)
-        panel.product_or_gemm(dhp, W_hh, False, P_hh, dh_next, True)
+        cell_backward(gates[t][lo:hi], HN[t][lo:hi], Hbuf[t][lo:hi], dH[t][lo:hi], dh_next, dh, dXP[t][lo:hi], dhp,
+                      u0, u1)
+        sync.wait(barrier, parties)
+        panel.product_units_or_gemm(dhp, W_hh, False, P_hh, dh_next, 1, u0, u1, True)

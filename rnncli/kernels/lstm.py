@@ -16,90 +16,102 @@ block is what LLVM turns into SIMD code; one loop doing all four blocks at once 
 
 from numba import njit
 
-from rnncli.kernels import panel
+from rnncli.kernels import panel, sync
 from rnncli.kernels.activations import sigmoid, tanh
 
 
 @njit(cache=True, error_model="numpy")
-def cell_forward(gates, c_prev, c, h):
-    """Activate gates (B, 4H) in place (pre-activations in, i f g o out); write c, h (B, H)."""
+def cell_forward(gates, c_prev, c, h, u0, u1):
+    """Activate gates (B, 4H) in place (pre-activations in, i f g o out) and write c, h (B, H),
+    for hidden units u0:u1."""
     B, H = c.shape
     one = c.dtype.type(1.0)
+    n = u1 - u0  # the loops run over 0..n on slices: from 0, Numba knows no index is negative and LLVM vectorises
     for b in range(B):
         row = gates[b]
-        i, f, g, o = row[:H], row[H:2 * H], row[2 * H:3 * H], row[3 * H:]
-        for j in range(H):
+        i, f, g, o = row[u0:u1], row[H + u0:H + u1], row[2 * H + u0:2 * H + u1], row[3 * H + u0:3 * H + u1]
+        for j in range(n):
             i[j] = sigmoid(i[j], one)
-        for j in range(H):
+        for j in range(n):
             f[j] = sigmoid(f[j], one)
-        for j in range(H):
+        for j in range(n):
             g[j] = tanh(g[j])
-        for j in range(H):
+        for j in range(n):
             o[j] = sigmoid(o[j], one)
-        cp, cn, hn = c_prev[b], c[b], h[b]
-        for j in range(H):
+        cp, cn, hn = c_prev[b, u0:u1], c[b, u0:u1], h[b, u0:u1]
+        for j in range(n):
             cn[j] = f[j] * cp[j] + i[j] * g[j]
-        for j in range(H):
+        for j in range(n):
             hn[j] = o[j] * tanh(cn[j])
 
 
 @njit(cache=True)
-def step_forward(gates, h_prev, c_prev, W_hh, P_hh, c, h):
-    """One step. gates (B, 4H): input projection in, activated gates out; W_hh (4H, H) and
-    P_hh = panel.packed(W_hh, True)."""
-    panel.product_or_gemm(h_prev, W_hh, True, P_hh, gates, True)  # a = (W_xh x_t + b) + W_hh h_{t-1}
-    cell_forward(gates, c_prev, c, h)
+def step_forward(gates, h_prev, c_prev, W_hh, P_hh, c, h, u0, u1):
+    """One step for hidden units u0:u1. gates (B, 4H): input projection in, activated gates
+    out; W_hh (4H, H) and P_hh = panel.packed_gates(W_hh, 4)."""
+    panel.product_units_or_gemm(h_prev, W_hh, True, P_hh, gates, 4, u0, u1, True)  # a = (W_xh x_t + b) + W_hh h_{t-1}
+    cell_forward(gates, c_prev, c, h, u0, u1)
 
 
 @njit(cache=True, nogil=True)
-def forward(Gates, Hbuf, Cbuf, W_hh, P_hh, lo, hi):
-    """All T steps for batch rows lo:hi; Hbuf[0], Cbuf[0] = carried state set by the caller;
-    P_hh = panel.packed(W_hh, True), packed once by the caller for all worker threads.
+def forward(Gates, Hbuf, Cbuf, W_hh, P_hh, lo, hi, u0, u1, barrier, parties):
+    """All T steps for batch rows lo:hi and hidden units u0:u1; Hbuf[0], Cbuf[0] = carried
+    state set by the caller; P_hh = panel.packed_gates(W_hh, 4), packed once by the caller for
+    all worker threads. `parties` threads share rows lo:hi, each its own units, and meet at
+    `barrier` after every step, since the next reads all of h_t (kernels/sync.py).
     (The row range, not a view, is how a worker thread gets its rows: a view of some rows is
     not contiguous, and Numba compiles non-contiguous arrays to scalar code.)"""
     for t in range(Gates.shape[0]):
         step_forward(Gates[t][lo:hi], Hbuf[t][lo:hi], Cbuf[t][lo:hi], W_hh, P_hh, Cbuf[t + 1][lo:hi],
-                     Hbuf[t + 1][lo:hi])
+                     Hbuf[t + 1][lo:hi], u0, u1)
+        sync.wait(barrier, parties)
 
 
 @njit(cache=True, error_model="numpy")
-def cell_backward(gates, c_prev, c, dh_in, dh_next, dc_next, dg):
-    """One step back through the cell. gates (B, 4H) activated; c_prev, c (B, H); dh_in (B, H)
-    from above. dh_next, dc_next (B, H): in, from step t+1; dc_next out: dL/dc_{t-1} (dh_next
-    is left for the caller's GEMM). dg (B, 4H) written: gradients at the gate pre-activations."""
+def cell_backward(gates, c_prev, c, dh_in, dh_next, dc_next, dg, u0, u1):
+    """One step back through the cell, for hidden units u0:u1. gates (B, 4H) activated;
+    c_prev, c (B, H); dh_in (B, H) from above. dh_next, dc_next (B, H): in, from step t+1;
+    dc_next out: dL/dc_{t-1} (dh_next is left for the caller's GEMM). dg (B, 4H) written:
+    gradients at the gate pre-activations."""
     B, H = c.shape
     one = c.dtype.type(1.0)
+    n = u1 - u0  # as in cell_forward
     for b in range(B):
         row, drow = gates[b], dg[b]
-        i, f, g, o = row[:H], row[H:2 * H], row[2 * H:3 * H], row[3 * H:]
-        di, df, dgg, do = drow[:H], drow[H:2 * H], drow[2 * H:3 * H], drow[3 * H:]
-        cp, cn, dhi, dhn, dc = c_prev[b], c[b], dh_in[b], dh_next[b], dc_next[b]
-        for j in range(H):
+        i, f, g, o = row[u0:u1], row[H + u0:H + u1], row[2 * H + u0:2 * H + u1], row[3 * H + u0:3 * H + u1]
+        di, df, dgg, do = drow[u0:u1], drow[H + u0:H + u1], drow[2 * H + u0:2 * H + u1], drow[3 * H + u0:3 * H + u1]
+        cp, cn, dhi, dhn, dc = c_prev[b, u0:u1], c[b, u0:u1], dh_in[b, u0:u1], dh_next[b, u0:u1], dc_next[b, u0:u1]
+        for j in range(n):
             tc = tanh(cn[j])
             dh = dhi[j] + dhn[j]
             do[j] = dh * tc * o[j] * (one - o[j])
             # through h = o tanh(c): the cell gets dh·o·(1 - tanh²c) on top of what c_{t+1} sent
             dc[j] += dh * o[j] * (one - tc * tc)
-        for j in range(H):
+        for j in range(n):
             di[j] = dc[j] * g[j] * i[j] * (one - i[j])
-        for j in range(H):
+        for j in range(n):
             df[j] = dc[j] * cp[j] * f[j] * (one - f[j])
-        for j in range(H):
+        for j in range(n):
             dgg[j] = dc[j] * i[j] * (one - g[j] * g[j])
-        for j in range(H):
+        for j in range(n):
             dc[j] *= f[j]
 
 
 @njit(cache=True, nogil=True)
-def backward(Cbuf, Gates, W_hh, P_hh, dH, dh_next, dc_next, dG, lo, hi):
-    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi; P_hh = panel.packed(W_hh, False).
+def backward(Cbuf, Gates, W_hh, P_hh, dH, dh_next, dc_next, dG, lo, hi, u0, u1, barrier, parties):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi and hidden units u0:u1 (see
+    forward); P_hh = panel.packed(W_hh, False).
 
     dH (T, B, H) = dL/dh_t from above. dh_next, dc_next (B, H): gradients arriving from step T
     (zeros for truncated BPTT); on return dL/dh_0 and dL/dc_0. dG (T, B, 4H) written: gradients
-    at the gate pre-activations, in i, f, g, o order.
+    at the gate pre-activations, in i, f, g, o order. Threads meet after each step's cell,
+    because dh_{t-1} of any unit needs the gate gradients of all of them.
     """
     dh_next, dc_next = dh_next[lo:hi], dc_next[lo:hi]
     for t in range(dH.shape[0] - 1, -1, -1):
         dg = dG[t][lo:hi]
-        cell_backward(Gates[t][lo:hi], Cbuf[t][lo:hi], Cbuf[t + 1][lo:hi], dH[t][lo:hi], dh_next, dc_next, dg)
-        panel.product_or_gemm(dg, W_hh, False, P_hh, dh_next, False)  # dh_{t-1} = W_hhᵀ da, in row form
+        cell_backward(Gates[t][lo:hi], Cbuf[t][lo:hi], Cbuf[t + 1][lo:hi], dH[t][lo:hi], dh_next, dc_next, dg,
+                      u0, u1)
+        sync.wait(barrier, parties)
+        # dh_{t-1} = W_hhᵀ da, in row form
+        panel.product_units_or_gemm(dg, W_hh, False, P_hh, dh_next, 1, u0, u1, False)

@@ -185,6 +185,80 @@ def packed(W, transposed):
 
 
 @njit(cache=True)
+def packed_gates(W, G):
+    """The panels of R = Wᵀ, W (G·H, K) float32, laid out so that each of the G gate blocks
+    starts a new panel: P[g·nq + q, k, j] = W[g·H + q·NR + j, k], nq = ⌈H / NR⌉, zero past H.
+    A thread that owns hidden units u0:u1 (u0 a multiple of NR) then finds all its columns, in
+    every gate block, as whole panels (product_units). When NR divides H this is packed(W, True).
+    For float64 an empty array, as packed."""
+    GH, K = W.shape
+    H = GH // G
+    nq = (H + NR - 1) // NR
+    if W.itemsize != 4:
+        return np.empty((0, K, NR), W.dtype)
+    P = np.zeros((G * nq, K, NR), W.dtype)
+    for g in range(G):
+        for q in range(nq):
+            c0 = q * NR
+            width = min(NR, H - c0)
+            for k0 in range(0, K, 16):  # blocks of 16 k, as pack
+                k1 = min(K, k0 + 16)
+                for j in range(width):
+                    w = W[g * H + c0 + j]
+                    for k in range(k0, k1):
+                        P[g * nq + q, k, j] = w[k]
+    return P
+
+
+def product_units(A, P, C, G, u0, u1, accumulate):
+    """For every gate block g of C (M, G·H) and unit u in u0:u1 (u0 a multiple of NR):
+    C[:, g·H + u] = A (M, K) · R[:, g·H + u] (+ C if accumulate), R packed by packed_gates(W, G)
+    (G = 1: by packed, either orientation). float32. The sum for each element runs over k in the
+    same order whatever the unit range, so threads that split the units get the numbers one
+    thread would.
+
+    This body (numpy) is what runs under NUMBA_DISABLE_JIT=1."""
+    H = C.shape[1] // G
+    nq = P.shape[0] // G
+    for g in range(G):
+        R = P[g * nq:(g + 1) * nq].transpose(1, 0, 2).reshape(P.shape[1], -1)[:, u0:u1]
+        cols = C[:, g * H + u0:g * H + u1]
+        cols[...] = A @ R + cols if accumulate else A @ R
+
+
+@overload(product_units, jit_options={"cache": True})
+def _product_units_blocks(A, P, C, G, u0, u1, accumulate):
+    def impl(A, P, C, G, u0, u1, accumulate):
+        M = C.shape[0]
+        H = C.shape[1] // G
+        nq = P.shape[0] // G
+        K = A.shape[1]
+        lda = A.strides[0] // 4
+        ldc = C.strides[0] // 4
+        a0 = A.ctypes.data
+        c0 = C.ctypes.data
+        p0 = P.ctypes.data
+        for g in range(G):
+            for q in range(u0 // NR, (u1 + NR - 1) // NR):
+                ncols = min(NR, u1 - q * NR)
+                p_ptr = p0 + (g * nq + q) * K * NR * 4
+                col = g * H + q * NR
+                for r in range(0, M, ROWS):
+                    _block(min(ROWS, M - r), a0 + r * lda * 4, lda, p_ptr, c0 + (r * ldc + col) * 4, ldc,
+                           K, ncols, 1 if accumulate else 0)
+    return impl
+
+
+@njit(cache=True)
+def product_units_or_gemm(A, W, transposed, P, C, G, u0, u1, accumulate):
+    """product_units in float32; in float64 (one thread: u0:u1 is all the units) BLAS over C."""
+    if C.itemsize == 4:
+        product_units(A, P, C, G, u0, u1, accumulate)
+    else:
+        gemm(A, W, C, False, transposed, 1.0, 1.0 if accumulate else 0.0)
+
+
+@njit(cache=True)
 def product_or_gemm(A, W, transposed, P, C, accumulate):
     """C = A · R (+ C if accumulate), R = Wᵀ (transposed) or W, P = packed(W, transposed):
     the panel kernel in float32, BLAS in float64."""

@@ -8,67 +8,72 @@ step adds W_hh h_{t-1} in place and applies the activation there.
 
 from numba import njit
 
-from rnncli.kernels import panel
+from rnncli.kernels import panel, sync
 from rnncli.kernels.activations import RELU, TANH, sigmoid, tanh
 
 
 @njit(cache=True, error_model="numpy")
-def activate_rows(a, code):
-    """a (B, H) = act(a) in place. One loop per activation, so each vectorises."""
+def activate_rows(a, code, u0, u1):
+    """a[:, u0:u1] = act(a[:, u0:u1]) in place. One loop per activation, so each vectorises."""
     one = a.dtype.type(1.0)
     zero = a.dtype.type(0.0)
     B, H = a.shape
+    n = u1 - u0  # loops from 0 over slices: Numba then knows no index is negative, and LLVM vectorises
     for b in range(B):
-        row = a[b]
+        row = a[b, u0:u1]
         if code == TANH:
-            for j in range(H):
+            for j in range(n):
                 row[j] = tanh(row[j])
         elif code == RELU:
-            for j in range(H):
+            for j in range(n):
                 row[j] = max(row[j], zero)
         else:
-            for j in range(H):
+            for j in range(n):
                 row[j] = sigmoid(row[j], one)
 
 
 @njit(cache=True)
-def step_forward(h_prev, W_hh, P_hh, code, h):
-    """One step. h (B, H): W_xh x_t + b_h in, h_t out; h_prev (B, H); W_hh (H, H) and
-    P_hh = panel.packed(W_hh, True)."""
-    panel.product_or_gemm(h_prev, W_hh, True, P_hh, h, True)
-    activate_rows(h, code)
+def step_forward(h_prev, W_hh, P_hh, code, h, u0, u1):
+    """One step for hidden units u0:u1. h (B, H): W_xh x_t + b_h in, h_t out; h_prev (B, H);
+    W_hh (H, H) and P_hh = panel.packed(W_hh, True)."""
+    panel.product_units_or_gemm(h_prev, W_hh, True, P_hh, h, 1, u0, u1, True)
+    activate_rows(h, code, u0, u1)
 
 
 @njit(cache=True, nogil=True)
-def forward(Hbuf, W_hh, P_hh, code, lo, hi):
-    """All T steps for batch rows lo:hi (see lstm.forward); P_hh = panel.packed(W_hh, True).
-    Hbuf (T+1, B, H): h_0 and the input projections in, states out."""
+def forward(Hbuf, W_hh, P_hh, code, lo, hi, u0, u1, barrier, parties):
+    """All T steps for batch rows lo:hi and hidden units u0:u1 (see lstm.forward);
+    P_hh = panel.packed(W_hh, True). Hbuf (T+1, B, H): h_0 and the input projections in,
+    states out."""
     for t in range(Hbuf.shape[0] - 1):
-        step_forward(Hbuf[t][lo:hi], W_hh, P_hh, code, Hbuf[t + 1][lo:hi])
+        step_forward(Hbuf[t][lo:hi], W_hh, P_hh, code, Hbuf[t + 1][lo:hi], u0, u1)
+        sync.wait(barrier, parties)
 
 
 @njit(cache=True, error_model="numpy")
-def _raw_grad(h, dh_in, dh_next, code, da):
-    """da = (dh_in + dh_next) · act'(a), act' from the output h (all (B, H))."""
+def _raw_grad(h, dh_in, dh_next, code, da, u0, u1):
+    """da = (dh_in + dh_next) · act'(a), act' from the output h (all (B, H)), for units u0:u1."""
     one = h.dtype.type(1.0)
     zero = h.dtype.type(0.0)
     B, H = h.shape
+    n = u1 - u0  # as in activate_rows
     for b in range(B):
-        hb, dib, dnb, dab = h[b], dh_in[b], dh_next[b], da[b]
+        hb, dib, dnb, dab = h[b, u0:u1], dh_in[b, u0:u1], dh_next[b, u0:u1], da[b, u0:u1]
         if code == TANH:  # through tanh: 1 - h²
-            for j in range(H):
+            for j in range(n):
                 dab[j] = (dib[j] + dnb[j]) * (one - hb[j] * hb[j])
         elif code == RELU:
-            for j in range(H):
+            for j in range(n):
                 dab[j] = (dib[j] + dnb[j]) if hb[j] > zero else zero
         else:  # through sigmoid: s(1 - s)
-            for j in range(H):
+            for j in range(n):
                 dab[j] = (dib[j] + dnb[j]) * hb[j] * (one - hb[j])
 
 
 @njit(cache=True, nogil=True)
-def backward(Hbuf, W_hh, P_hh, code, dH, dh_next, dA, lo, hi):
-    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi; P_hh = panel.packed(W_hh, False).
+def backward(Hbuf, W_hh, P_hh, code, dH, dh_next, dA, lo, hi, u0, u1, barrier, parties):
+    """Backprop through time, t = T-1 .. 0, for batch rows lo:hi and hidden units u0:u1 (see
+    lstm.backward); P_hh = panel.packed(W_hh, False).
 
     Hbuf (T+1, B, H) from forward; W_hh (H, H); dH (T, B, H) = dL/dh_t from the layer above.
     dh_next (B, H): gradient arriving from step T (zeros for truncated BPTT); on return, dL/dh_0.
@@ -78,5 +83,6 @@ def backward(Hbuf, W_hh, P_hh, code, dH, dh_next, dA, lo, hi):
     dh_next = dh_next[lo:hi]
     for t in range(dH.shape[0] - 1, -1, -1):
         da = dA[t][lo:hi]
-        _raw_grad(Hbuf[t + 1][lo:hi], dH[t][lo:hi], dh_next, code, da)
-        panel.product_or_gemm(da, W_hh, False, P_hh, dh_next, False)  # dh_next = W_hhᵀ dh_raw
+        _raw_grad(Hbuf[t + 1][lo:hi], dH[t][lo:hi], dh_next, code, da, u0, u1)
+        sync.wait(barrier, parties)
+        panel.product_units_or_gemm(da, W_hh, False, P_hh, dh_next, 1, u0, u1, False)  # dh_next = W_hhᵀ dh_raw
