@@ -202,7 +202,7 @@ def loss_and_grads(cfg: ClassifyConfig, params: dict, grads: dict, ids, rev, len
         d_top = _unpool(cfg, np.ascontiguousarray(dz[:, k * H:(k + 1) * H]), lengths, cache["arg"][k], T)
         d_x = M.stack_backward(mcfg, params, grads, x, d_top, work, dmask, prefix)
         if train_embed:
-            k_lin.scatter_add_rows(grads["embed"], tok.reshape(-1), d_x.reshape(T * B, -1))
+            k_lin.scatter_add_rows(grads["embed"], tok.reshape(-1), d_x.reshape(T * B, -1), 0, d_x.shape[-1])
     return float(loss)
 
 

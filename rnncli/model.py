@@ -37,6 +37,10 @@ from rnncli.kernels import rnn as k_rnn
 from rnncli.kernels import sync as k_sync
 
 DTYPES = (np.float32, np.float64)
+# Gathers and scatters of the input table go to the worker threads in parts of at least this
+# many rows (gather) or columns (scatter): below that a thread costs more than it saves.
+ROWS_PER_PART = 256
+COLUMNS_PER_PART = 64
 
 
 class Workspace:
@@ -214,7 +218,8 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
             XP = Hbuf[1:]
         XP2 = XP.reshape(T * B, G * H)
         if layer_in.ndim == 2:  # token ids: a row of the input table per token
-            k_lin.gather_rows(_input_table(W_xh, b, embed), layer_in.reshape(T * B), XP2)
+            table, ids = _input_table(W_xh, b, embed), layer_in.reshape(T * B)
+            blas.over_parts(lambda lo, hi: k_lin.gather_rows(table, ids[lo:hi], XP2[lo:hi]), T * B, ROWS_PER_PART)
         else:
             k_lin.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
         Hbuf[0] = state[k, 0]
@@ -296,7 +301,8 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
         if layer_in.ndim == 2:  # token ids: scatter into the input table's gradient
             V = W_xh.shape[1] if embed is None else embed.shape[0]
             d_table = np.zeros((V, G * H), W_xh.dtype)
-            k_lin.scatter_add_rows(d_table, layer_in.reshape(T * B), dG2)
+            ids = layer_in.reshape(T * B)
+            blas.over_parts(lambda c0, c1: k_lin.scatter_add_rows(d_table, ids, dG2, c0, c1), G * H, COLUMNS_PER_PART)
             if embed is None:  # one-hot: dW_xh[:, v] += Σ of da_t where x_t = v
                 grads[p + "W_xh"] += d_table.T
             else:  # table = embed W_xhᵀ + b: two small products give both gradients
@@ -442,7 +448,7 @@ def lm_loss_and_grads(cfg: ModelConfig, params: dict, grads: dict, inputs: np.nd
     embed = _folded_embedding(cfg, params, N)
     d_x = stack_backward(cfg, params, grads, x, d_top, work, masks, embed=embed)
     if cfg.embedding_size > 0 and embed is None:
-        k_lin.scatter_add_rows(grads["embed"], inputs.reshape(N), d_x.reshape(N, -1))
+        k_lin.scatter_add_rows(grads["embed"], inputs.reshape(N), d_x.reshape(N, -1), 0, cfg.embedding_size)
     return float(loss), new_state
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncli import blas
 from rnncli.config import OptimConfig
 from rnncli.kernels import optim as k_opt
+
+ELEMENTS_PER_PART = 1 << 16  # Adam's update goes to the worker threads in parts of at least this size
 
 # State arrays each optimizer keeps per parameter, saved in checkpoints as opt/<slot>/<name>.
 SLOTS = {"sgd": ("velocity",), "adagrad": ("sum_sq",), "rmsprop": ("mean_sq",), "adam": ("m", "v")}
@@ -46,5 +49,7 @@ class Optimizer:
             elif c.optimizer == "rmsprop":
                 k_opt.rmsprop(pf, gf, s[f"mean_sq/{name}"].reshape(-1), lr, c.rho, c.eps, c.weight_decay)
             else:
-                k_opt.adam(pf, gf, s[f"m/{name}"].reshape(-1), s[f"v/{name}"].reshape(-1), lr,
-                           c.momentum, c.beta2, c.eps, self.steps, c.weight_decay)
+                m, v = s[f"m/{name}"].reshape(-1), s[f"v/{name}"].reshape(-1)
+                blas.over_parts(lambda lo, hi: k_opt.adam(pf[lo:hi], gf[lo:hi], m[lo:hi], v[lo:hi], lr, c.momentum,
+                                                          c.beta2, c.eps, self.steps, c.weight_decay),
+                                pf.size, ELEMENTS_PER_PART)

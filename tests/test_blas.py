@@ -113,10 +113,11 @@ def test_unit_shares_are_whole_panels(units, parts):
 
 @pytest.mark.parametrize("batch, units, threads, expected", [
     (32, 256, 1, (1, 1)),
-    (32, 256, 2, (2, 1)),     # 16 rows each: rows, which never meet
-    (16, 256, 2, (1, 2)),     # 8 rows each would be thin: units
-    (4, 512, 2, (1, 2)),      # too few rows to split at all
-    (32, 256, 16, (2, 8)),    # every thread busy: 16 rows × 32 units each
+    (32, 256, 2, (2, 1)),     # rows first: they never meet
+    (16, 256, 2, (2, 1)),
+    (8, 512, 2, (1, 2)),      # too few rows to split: units
+    (4, 512, 2, (1, 2)),
+    (32, 256, 16, (4, 4)),    # every thread busy: 8 rows × 64 units each
     (2, 32, 4, (1, 1)),       # one panel of units, two rows: nothing to share
 ])
 def test_split_shape_uses_the_threads_that_can_have_work(monkeypatch, batch, units, threads, expected):

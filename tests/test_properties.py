@@ -82,7 +82,7 @@ def test_gather_and_scatter_add_are_adjoint(data):
     out = np.empty((N, D))
     k_lin.gather_rows(table, idx, out)
     d_table = np.zeros_like(table)
-    k_lin.scatter_add_rows(d_table, idx, r)
+    k_lin.scatter_add_rows(d_table, idx, r, 0, d_table.shape[1])
     lhs, rhs = np.sum(out * r), np.sum(table * d_table)
     assert np.isclose(lhs, rhs, rtol=1e-12, atol=1e-9)
     np.testing.assert_array_equal(out, table[idx])

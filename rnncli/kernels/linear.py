@@ -39,7 +39,7 @@ def linear_input_grad(dY, W, dX):
     gemm(dY, W, dX, False, False, 1.0, 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gather_rows(table, idx, out):
     """out[n] = table[idx[n]].  table (V, D), idx (N,) int32, out (N, D)."""
     D = table.shape[1]
@@ -49,14 +49,15 @@ def gather_rows(table, idx, out):
             out[n, d] = table[r, d]
 
 
-@njit(cache=True)
-def scatter_add_rows(d_table, idx, d_rows):
-    """d_table[idx[n]] += d_rows[n]: the gradient of gather_rows."""
-    D = d_table.shape[1]
+@njit(cache=True, nogil=True)
+def scatter_add_rows(d_table, idx, d_rows, c0, c1):
+    """d_table[idx[n], c0:c1] += d_rows[n, c0:c1]: the gradient of gather_rows, on columns c0:c1
+    (threads that split the columns add to each element in the same order as one thread)."""
     for n in range(idx.shape[0]):
-        r = idx[n]
-        for d in range(D):
-            d_table[r, d] += d_rows[n, d]
+        src = d_rows[n, c0:c1]
+        dst = d_table[idx[n], c0:c1]
+        for d in range(c1 - c0):
+            dst[d] += src[d]
 
 
 @njit(cache=True, error_model="numpy")

@@ -53,7 +53,7 @@ def rmsprop(p, g, mean_sq, lr, rho, eps, weight_decay):
         p[k] -= lr_ * gk / (np.sqrt(mean_sq[k]) + eps_)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def adam(p, g, m, v, lr, beta1, beta2, eps, step, weight_decay):
     """Adam with bias correction; step counts from 1. Decoupled weight decay: p -= lr λ p."""
     corr1 = 1.0 - beta1**step
