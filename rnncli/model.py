@@ -225,7 +225,7 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
         Hbuf[0] = state[k, 0]
         # the time loop, on the batch rows and hidden units of each worker thread
         # (blas.over_shares), all of them multiplying by the same packed recurrent weights
-        P_hh = k_panel.packed_gates(W_hh, G)
+        P_hh = _packed(W_hh, G, True)
         if cfg.cell == "lstm":
             Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
             Cbuf[0] = state[k, 1]
@@ -276,7 +276,7 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
         Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
         gates = work.get(f"{p}gates", (T, B, G * H)) if cfg.cell != "rnn" else None
         dG = work.get(f"{p}dG", (T, B, G * H))
-        P_hh = k_panel.packed(W_hh, False)  # dh_{t-1} = W_hhᵀ da: W_hh as it lies
+        P_hh = _packed(W_hh, 1, False)  # dh_{t-1} = W_hhᵀ da: W_hh as it lies
         if cfg.cell == "lstm":
             dc_next = work.get(f"{p}dc_next", (B, H))
             dc_next[:] = 0 if d_state is None else d_state[k, 1]
@@ -384,6 +384,14 @@ def _over_shares(work: Workspace, batch: int, units: int, run) -> None:
         blas.over_shares(run, batch, units)
     else:
         run(0, batch, 0, units, _lone_barrier(), 1)
+
+
+def _packed(W: np.ndarray, G: int, transposed: bool) -> np.ndarray:
+    """kernels/panel.py's panels of W (packed_gates(W, G) when transposed, else packed(W, False)),
+    packed by the worker threads, a range of panels each."""
+    P = k_panel.empty_panels(W, G, transposed)
+    blas.over_parts(lambda p0, p1: k_panel.pack(W, G, transposed, P, p0, p1), P.shape[0], 2)
+    return P
 
 
 def _lone_barrier() -> np.ndarray:

@@ -8,7 +8,7 @@ from rnncli import blas
 from rnncli.config import OptimConfig
 from rnncli.kernels import optim as k_opt
 
-ELEMENTS_PER_PART = 1 << 16  # Adam's update goes to the worker threads in parts of at least this size
+ELEMENTS_PER_PART = 1 << 16  # the update and the gradient norm go to the worker threads in parts of this size
 
 # State arrays each optimizer keeps per parameter, saved in checkpoints as opt/<slot>/<name>.
 SLOTS = {"sgd": ("velocity",), "adagrad": ("sum_sq",), "rmsprop": ("mean_sq",), "adam": ("m", "v")}
@@ -17,7 +17,13 @@ SLOTS = {"sgd": ("velocity",), "adagrad": ("sum_sq",), "rmsprop": ("mean_sq",), 
 def clip_global_norm(grads: dict, max_norm: float) -> float:
     """Scale all gradients together so their joint L2 norm is at most max_norm (0 = off).
     Returns the norm before clipping."""
-    norm = float(np.sqrt(sum(k_opt.sum_squares(g.reshape(-1)) for g in grads.values())))
+    total = 0.0
+    for g in grads.values():
+        flat = g.reshape(-1)
+        sums = np.zeros(-(-flat.size // ELEMENTS_PER_PART), np.float64)
+        blas.over_parts(lambda c0, c1: k_opt.sum_squares(flat, ELEMENTS_PER_PART, sums, c0, c1), sums.size, 1)
+        total += float(sums.sum())
+    norm = float(np.sqrt(total))
     if max_norm > 0 and norm > max_norm:
         for g in grads.values():
             k_opt.scale(g.reshape(-1), max_norm / norm)

@@ -89,3 +89,34 @@ def test_adam_first_step_moves_each_parameter_by_lr_against_its_gradient(rng, dt
         moved = grads[k] != 0
         np.testing.assert_allclose(step[moved], -lr * np.sign(grads[k][moved]), rtol=rtol)
         np.testing.assert_array_equal(step[~moved], 0.0)
+
+
+def test_norm_and_adam_on_worker_threads_match_one_thread(monkeypatch, rng):
+    """Gradients larger than one part go to the worker threads in fixed pieces: the clipping norm
+    and Adam's update come out bit for bit as on one thread, and the norm is the true one."""
+    from rnncli import blas
+
+    monkeypatch.setattr(blas, "usable_cores", lambda: 3)
+    monkeypatch.setattr(O, "ELEMENTS_PER_PART", 1000)
+    shapes = {"W": (70, 101), "b": (999,)}
+    grads0 = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    params0 = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    results = []
+    try:
+        for threads in (1, 3):
+            blas.set_threads(threads)
+            grads = {k: g.copy() for k, g in grads0.items()}
+            params = {k: p.copy() for k, p in params0.items()}
+            norm = O.clip_global_norm(grads, 50.0)
+            opt = O.Optimizer(OptimConfig(optimizer="adam", lr=0.01), params)
+            for _ in range(3):
+                opt.step(params, grads, 0.01)
+            results.append((norm, grads, params))
+    finally:
+        blas.set_threads(0)
+    (n1, g1, p1), (n3, g3, p3) = results
+    assert n1 == n3
+    assert n1 == pytest.approx(global_norm({k: g.astype(np.float64) for k, g in grads0.items()}), rel=1e-6)  # float32 squares
+    for k in shapes:
+        np.testing.assert_array_equal(g1[k], g3[k])
+        np.testing.assert_array_equal(p1[k], p3[k])

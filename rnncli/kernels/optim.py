@@ -8,12 +8,17 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
-def sum_squares(g):
-    s = 0.0
-    for k in range(g.shape[0]):
-        s += g[k] * g[k]
-    return s
+@njit(cache=True, nogil=True)
+def sum_squares(g, chunk, sums, c0, c1):
+    """sums[c] = Σ g[k]² over the chunk-long pieces c = c0..c1-1 of g, in float64. The pieces are
+    fixed, so threads that split them, then add the pieces' sums in order, get the same norm as
+    one thread."""
+    n = g.shape[0]
+    for c in range(c0, c1):
+        s = 0.0
+        for k in range(c * chunk, min(n, (c + 1) * chunk)):
+            s += g[k] * g[k]
+        sums[c] = s
 
 
 @njit(cache=True)

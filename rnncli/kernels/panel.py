@@ -176,11 +176,8 @@ def _block(rows, a_ptr, lda, p_ptr, c_ptr, ldc, K, ncols, accumulate):
 def packed(W, transposed):
     """The panels of R = Wᵀ (transposed) or W, for `product`; float32 only. For float64 an
     empty array: `product_or_gemm` multiplies by W itself then."""
-    K, N = (W.shape[1], W.shape[0]) if transposed else (W.shape[0], W.shape[1])
-    if W.itemsize != 4:
-        return np.empty((0, K, NR), W.dtype)
-    P = np.empty(((N + NR - 1) // NR, K, NR), W.dtype)
-    pack(W, transposed, P)
+    P = empty_panels(W, 1, transposed)
+    pack(W, 1, transposed, P, 0, P.shape[0])
     return P
 
 
@@ -191,23 +188,18 @@ def packed_gates(W, G):
     A thread that owns hidden units u0:u1 (u0 a multiple of NR) then finds all its columns, in
     every gate block, as whole panels (product_units). When NR divides H this is packed(W, True).
     For float64 an empty array, as packed."""
-    GH, K = W.shape
-    H = GH // G
-    nq = (H + NR - 1) // NR
+    P = empty_panels(W, G, True)
+    pack(W, G, True, P, 0, P.shape[0])
+    return P
+
+
+@njit(cache=True)
+def empty_panels(W, G, transposed):
+    """The array `pack` fills for W (see packed, packed_gates); (0, K, NR) for float64."""
+    K, N = (W.shape[1], W.shape[0]) if transposed else (W.shape[0], W.shape[1])
     if W.itemsize != 4:
         return np.empty((0, K, NR), W.dtype)
-    P = np.zeros((G * nq, K, NR), W.dtype)
-    for g in range(G):
-        for q in range(nq):
-            c0 = q * NR
-            width = min(NR, H - c0)
-            for k0 in range(0, K, 16):  # blocks of 16 k, as pack
-                k1 = min(K, k0 + 16)
-                for j in range(width):
-                    w = W[g * H + c0 + j]
-                    for k in range(k0, k1):
-                        P[g * nq + q, k, j] = w[k]
-    return P
+    return np.empty((G * ((N // G + NR - 1) // NR), K, NR), W.dtype)
 
 
 def product_units(A, P, C, G, u0, u1, accumulate):
@@ -268,17 +260,21 @@ def product_or_gemm(A, W, transposed, P, C, accumulate):
         gemm(A, W, C, False, transposed, 1.0, 1.0 if accumulate else 0.0)
 
 
-@njit(cache=True)
-def pack(W, transposed, P):
-    """P = the panels of R, where R = Wᵀ if transposed else W.  W float32 (N, K) if transposed,
-    else (K, N); P from panels_shape(K, N), written (padding columns set to 0)."""
-    n_panels, K, _ = P.shape
+@njit(cache=True, nogil=True)
+def pack(W, G, transposed, P, p0, p1):
+    """Panels p0:p1 of P = empty_panels(W, G, transposed), padding columns set to 0: those of
+    R = Wᵀ, gate block by gate block (transposed; see packed_gates), or of R = W (G = 1).
+    Panels are independent, so threads may each pack a range of them."""
+    K = P.shape[1]
     N = W.shape[0] if transposed else W.shape[1]
-    for p in range(n_panels):
-        c0 = p * NR
-        width = min(NR, N - c0)
+    H = N // G
+    nq = P.shape[0] // G
+    for p in range(p0, p1):
+        c0 = (p // nq) * H + (p % nq) * NR  # first column of R in this panel
+        width = min(NR, (p // nq) * H + H - c0)
+        panel = P[p]  # (K, NR); indexing it from 0 lets Numba drop its negative-index checks
         for k in range(K):
-            row = P[p, k]
+            row = panel[k]
             for j in range(width, NR):
                 row[j] = 0.0
         if transposed:  # in blocks of 16 k, so reads and writes both stay within a few lines
@@ -287,13 +283,13 @@ def pack(W, transposed, P):
                 for j in range(width):
                     w = W[c0 + j]
                     for k in range(k0, k1):
-                        P[p, k, j] = w[k]
+                        panel[k, j] = w[k]
         else:
             for k in range(K):
-                w = W[k]
-                row = P[p, k]
+                w = W[k, c0:c0 + width]
+                row = panel[k]
                 for j in range(width):
-                    row[j] = w[c0 + j]
+                    row[j] = w[j]
 
 
 def product(A, P, C, accumulate):
