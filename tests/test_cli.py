@@ -137,6 +137,20 @@ def test_sample_stdout_is_only_the_text(ckpt):
     assert "Sampling" not in out
 
 
+def test_sample_threads_draw_the_same_text(corpus, tmp_path, monkeypatch):
+    """`rnn sample --threads 2` writes what --threads 1 writes for the same seed, with a model of
+    40 units (two panels of units to share) made to split whatever its size."""
+    from rnncli import blas
+    from rnncli import sample as S
+
+    ckpt = train(corpus, tmp_path / "runs", "--hidden-size", "40", steps=2, eval_every=2)
+    monkeypatch.setattr(S, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(blas, "usable_cores", lambda: 2)
+    one = sample(ckpt, "-n", 120, "--seed", 11, "--threads", 1)
+    two = sample(ckpt, "-n", 120, "--seed", 11, "--threads", 2)
+    assert one == two and len(one) == 121
+
+
 def test_sample_without_a_prime(ckpt):
     out = sample(ckpt, "-n", 40, "--seed", 1)
     assert len(out) == 41 and out.endswith("\n")
