@@ -8,7 +8,8 @@ side by side in one run. Writes benchmarks/results.json and regenerates benchmar
 Configurations (issue 5; vocabulary 65, embedding 64): c1 LSTM 1x128 B32 T64 · c2 LSTM 2x256
 B32 T64 · c3 LSTM 2x512 B64 T100 · c2-gru · c2-rnn · c2-sample (2,000 characters, batch 1);
 issue 18's: l512-b16 LSTM 1x512 B16 T50 · l512-b4 (B4 T64) · c2-b128 · r1024 RNN 1x1024 B32 T64 ·
-c3-sample (1,000 characters of c3, batch 1). With several --threads, RESULTS.md has a scaling
+c3-sample (1,000 characters of c3, batch 1); issue 14's c2-sample16 (16 samples of 1,000
+characters of c2 drawn as one batch, as rnn sample --num-samples 16). With several --threads, RESULTS.md has a scaling
 table; thread counts above the cores this process may use are skipped unless --oversubscribe.
 RNN_SPLIT=rows|units in the environment forces how rnncli splits its recurrent loops.
 
@@ -80,12 +81,14 @@ def all_cases() -> dict:
         "c2-b128": B("c2-b128", "lstm", 256, 2, batch=128, seq_len=64),
         "r1024": B("r1024", "rnn", 1024, 1, batch=32, seq_len=64),
         "c3-sample": B("c3-sample", "lstm", 512, 2, batch=1, seq_len=0, task="sample", chars=1000),
+        # issue 14: 16 samples drawn as one batch (rnn sample --num-samples 16)
+        "c2-sample16": B("c2-sample16", "lstm", 256, 2, batch=16, seq_len=0, task="sample", chars=1000),
     }
 
 
 # Minimum ratio rnncli / PyTorch: issue 5's, and issue 18's 1.3x for every training shape.
 TARGETS = {"c1": 2.0, "c2": 1.3, "c3": 1.1, "c2-gru": 1.3, "c2-rnn": 1.3, "c2-sample": 20.0,
-           "l512-b16": 1.3, "l512-b4": 1.3, "c2-b128": 1.3, "r1024": 1.3, "c3-sample": None}
+           "l512-b16": 1.3, "l512-b4": 1.3, "c2-b128": 1.3, "r1024": 1.3, "c3-sample": None, "c2-sample16": None}
 STARTUP_TARGETS = {"warm": 1.0, "cold": 15.0}  # seconds
 
 
@@ -392,7 +395,7 @@ def describe(r: dict) -> str:
 
 def case_label(c: dict) -> str:
     if c["task"] == "sample":
-        return f"{c['name']}: sample {c['chars']:,} chars, {c['cell'].upper()} {c['layers']}x{c['hidden']}, batch 1"
+        return f"{c['name']}: sample {c['chars']:,} chars, {c['cell'].upper()} {c['layers']}x{c['hidden']}, batch {c['batch']}"
     return (f"{c['name']}: {c['cell'].upper()} {c['layers']}x{c['hidden']}, B{c['batch']} "
             f"T{c['seq_len']} E{c['embedding']}")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from rnncli import bench, blas, sample
+from rnncli import bench, blas
 
 
 def cases():

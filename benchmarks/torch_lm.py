@@ -159,8 +159,9 @@ class TorchTrainingRun:
 
 
 class TorchSamplingRun:
-    """Batch-1 sampling the usual PyTorch way: one step of the stacked module per character,
-    softmax, torch.multinomial, .item() to feed the next step; decoded at the end."""
+    """Sampling the usual PyTorch way: one step of the stacked module per character for the
+    case's batch of samples, softmax, torch.multinomial, .tolist() to keep the characters;
+    decoded at the end."""
 
     def __init__(self, case: BenchCase, seed: int = 0, vocab_size: int = VOCAB_SIZE):
         torch.manual_seed(seed)
@@ -173,15 +174,16 @@ class TorchSamplingRun:
         t0 = time.perf_counter()
         with torch.inference_mode():
             for _ in range(samples):
-                state = zero_state(self.model, 1)
-                token = torch.zeros((1, 1), dtype=torch.long)
+                B = self.case.batch
+                state = zero_state(self.model, B)
+                token = torch.zeros((1, B), dtype=torch.long)
                 out = []
                 for _ in range(self.case.chars):
                     logits, state = self.model(token, state)
-                    probs = torch.softmax(logits[0, 0], dim=-1)
-                    token = torch.multinomial(probs, 1, generator=self.generator).view(1, 1)
-                    out.append(token.item())
-                "".join(self.chars[i] for i in out)
+                    probs = torch.softmax(logits[0], dim=-1)
+                    token = torch.multinomial(probs, 1, generator=self.generator).view(1, B)
+                    out.append(token[0].tolist())
+                ["".join(self.chars[row[b]] for row in out) for b in range(B)]
         return time.perf_counter() - t0
 
 

@@ -45,8 +45,8 @@ TASKS = ("train", "sample")
 
 @dataclass(frozen=True)
 class BenchCase:
-    """One configuration to measure. For task "sample", batch is 1 and `chars` characters are
-    drawn per call; seq_len is not used."""
+    """One configuration to measure. For task "sample", `batch` samples of `chars` characters
+    are drawn together per call (Generator.stream_batch); seq_len is not used."""
 
     name: str
     cell: str = "lstm"
@@ -65,12 +65,13 @@ class BenchCase:
     @property
     def chars_per_unit(self) -> int:
         """Characters processed by one timed unit: a training step, or one sample."""
-        return self.batch * self.seq_len if self.task == "train" else self.chars
+        return self.batch * self.seq_len if self.task == "train" else self.chars * self.batch
 
 
 @dataclass(frozen=True)
 class BenchRow:
-    """The result for one case. For sampling rows batch is 1 and seq_len 0."""
+    """The result for one case. For sampling rows batch is the samples drawn together and
+    seq_len 0."""
 
     name: str
     cell: str
@@ -156,11 +157,12 @@ def sample_flops(cfg: ModelConfig, V: int) -> int:
 
 
 def case_flops_per_unit(case: BenchCase, vocab_size: int = VOCAB_SIZE) -> int:
-    """FLOPs of one timed unit of a case: one training step, or one sample of case.chars."""
+    """FLOPs of one timed unit of a case: one training step, or one batch of case.batch samples
+    of case.chars."""
     cfg = case.model_config()
     if case.task == "train":
         return train_flops(cfg, case.batch, case.seq_len, vocab_size)
-    return sample_flops(cfg, vocab_size) * case.chars
+    return sample_flops(cfg, vocab_size) * case.chars * case.batch
 
 
 # ---------------------------------------------------------------- the machine's peak
@@ -248,7 +250,8 @@ class TrainingRun:
 
 
 class SamplingRun:
-    """A Generator on a freshly initialised model of the case's size, batch 1."""
+    """A Generator on a freshly initialised model of the case's size, drawing case.batch samples
+    together."""
 
     def __init__(self, case: BenchCase, seed: int = 0, vocab_size: int = VOCAB_SIZE):
         self.case = case
@@ -256,14 +259,15 @@ class SamplingRun:
         params = initial_params(case, vocab_size, seed)
         vocab = Vocab("".join(chr(32 + k) for k in range(vocab_size)))  # printable, sorted
         self.generator = Generator(LanguageModel(cfg, vocab, params, {}))
-        self.rng = np.random.default_rng(seed)
+        self.rngs = [np.random.default_rng([seed, b]) for b in range(case.batch)]
         self.prime = np.array([0], np.int32)
 
     def run(self, samples: int = 1) -> float:
-        """Seconds taken to draw `samples` texts of case.chars characters each (state reset per text)."""
+        """Seconds taken to draw `samples` batches of case.batch texts of case.chars characters
+        each, a batch at a time (Generator.stream_batch; state reset per batch)."""
         t0 = time.perf_counter()
         for _ in range(samples):
-            for _piece in self.generator.stream(self.prime, self.case.chars, 1.0, 0, self.rng):
+            for _pieces in self.generator.stream_batch(self.prime, self.case.chars, 1.0, 0, self.rngs):
                 pass
         return time.perf_counter() - t0
 
@@ -299,7 +303,7 @@ def make_row(case: BenchCase, speeds: list[float], threads: int, peak_gflops: fl
     cps = statistics.median(speeds)
     gflops = case_flops_per_unit(case, vocab_size) / case.chars_per_unit * cps / 1e9
     sampling = case.task == "sample"
-    return BenchRow(case.name, case.cell, case.hidden, case.layers, 1 if sampling else case.batch,
+    return BenchRow(case.name, case.cell, case.hidden, case.layers, case.batch,
                     0 if sampling else case.seq_len, cps, gflops,
                     gflops / peak_gflops if peak_gflops > 0 else float("nan"),
                     task=case.task, threads=threads, embedding=case.embedding, reps=tuple(speeds))

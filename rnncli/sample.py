@@ -21,6 +21,7 @@ from rnncli.text import Vocab
 
 CHUNK = 64  # characters per kernel call: small enough to stream, large enough to hide overhead
 SPLIT_MIN_BYTES = 1 << 20  # weights read per character below which one thread samples alone
+BATCH_SAMPLES = 256  # samples drawn together at most (their states and scratch stay small)
 
 
 @dataclass
@@ -76,8 +77,8 @@ def decode_escapes(text: str, what: str = "prime") -> str:
 
 
 class Generator:
-    """Streams characters from a model, B = 1, state carried between calls; large models on
-    several threads (parties)."""
+    """Streams characters from a model, one sample or a batch of them; large models on several
+    threads (parties)."""
 
     def __init__(self, lm: LanguageModel, threads: int | None = None):
         """threads: as blas.set_threads (0 = all cores); None leaves the process's setting."""
@@ -148,28 +149,47 @@ class Generator:
                rng: np.random.Generator, stop: str = ""):
         """Yield decoded pieces of at most CHUNK characters, `length` characters in all, ending
         early just after `stop` appears (stop = "" never stops)."""
+        for pieces in self.stream_batch(prime_ids, length, temperature, top_k, [rng], stop):
+            if pieces[0]:
+                yield pieces[0]
+
+    def stream_batch(self, prime_ids: np.ndarray, length: int, temperature: float, top_k: int,
+                     rngs: list, stop: str = ""):
+        """Draw len(rngs) samples as one batch, so that each step reads the weights once for
+        all of them: yield, per chunk of at most CHUNK characters, one decoded piece per sample.
+        Sample b takes its random numbers from rngs[b] alone and rows never interact, so it is
+        the very text it would be drawn alone. A sample ends just after `stop` appears (pieces
+        "" from then on); the loop ends when all have, or after `length` characters."""
         if temperature < 0:
             raise ConfigError("temperature: must be 0 (greedy) or positive")
         inv_temp = 0.0 if temperature == 0 else 1.0 / temperature
-        state = M.zero_state(self.lm.cfg, 1, np.float32)
-        feed = np.ascontiguousarray(np.asarray(prime_ids, np.int32).reshape(-1, 1))
+        B = len(rngs)
+        state = M.zero_state(self.lm.cfg, B, np.float32)
+        prime = np.asarray(prime_ids, np.int32).reshape(-1, 1)
+        feed = np.ascontiguousarray(np.repeat(prime, B, axis=1))
         produced = 0
-        tail = ""
-        while produced < length:
+        tails = [""] * B
+        done = [False] * B
+        while produced < length and not all(done):
             n = min(CHUNK, length - produced)
-            out = np.empty((n, 1), np.int32)
-            self.generate(state, feed, inv_temp, top_k, rng.random((n, 1)), out)
+            out = np.empty((n, B), np.int32)
+            uniforms = np.ascontiguousarray(np.stack([rng.random(n) for rng in rngs], axis=1))
+            self.generate(state, feed, inv_temp, top_k, uniforms, out)
             feed = out[-1:].copy()
             produced += n
-            piece = self.lm.vocab.decode(out[:, 0])
-            if stop:
-                window = tail + piece
-                at = window.find(stop)
-                if at >= 0:
-                    yield window[len(tail):at + len(stop)] if at + len(stop) > len(tail) else ""
-                    return
-                tail = window[-(len(stop) - 1):] if len(stop) > 1 else ""
-            yield piece
+            pieces = []
+            for b in range(B):
+                piece = "" if done[b] else self.lm.vocab.decode(out[:, b])
+                if stop and piece:
+                    window = tails[b] + piece
+                    at = window.find(stop)
+                    if at >= 0:
+                        piece = window[len(tails[b]):at + len(stop)] if at + len(stop) > len(tails[b]) else ""
+                        done[b] = True
+                    else:
+                        tails[b] = window[-(len(stop) - 1):] if len(stop) > 1 else ""
+                pieces.append(piece)
+            yield pieces
 
 
 def _packed_stack(W: np.ndarray, G: int) -> np.ndarray:

@@ -203,3 +203,27 @@ def test_sampling_split_over_threads_draws_the_same_text(monkeypatch, cell):
     np.testing.assert_array_equal(texts[0], texts[1])
     np.testing.assert_array_equal(states[0], states[1])
     assert len(np.unique(texts[0])) > 5  # a real draw, not one repeated character
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_batched_samples_are_the_samples_drawn_alone(cell):
+    """Samples drawn together (one batch, weights read once per step for all) are each the text
+    drawn alone from the same random stream, with and without a stop text."""
+    from rnncli import model as M
+    from rnncli import sample as S
+    from rnncli.config import ModelConfig
+    from rnncli.text import Vocab
+
+    cfg = ModelConfig(cell=cell, hidden_size=24, num_layers=2, embedding_size=6)
+    vocab = Vocab("".join(sorted(set(" abcdefghijklmnopqrstuvwxyzé\n"))))
+    params = M.init_params(cfg, M.lm_shapes(cfg, vocab.size), np.random.default_rng(4), np.float32)
+    gen = S.Generator(S.LanguageModel(cfg, vocab, params, {}), threads=1)
+    prime = np.array([3, 1], np.int32)
+    for stop in ("", "e"):
+        alone = ["".join(gen.stream(prime, 150, 1.2, 0, np.random.default_rng([9, i]), stop)) for i in range(5)]
+        texts = [""] * 5
+        for pieces in gen.stream_batch(prime, 150, 1.2, 0, [np.random.default_rng([9, i]) for i in range(5)], stop):
+            texts = [t + p for t, p in zip(texts, pieces)]
+        assert texts == alone
+        assert len(set(alone)) == 5  # five different texts, not one repeated
+    assert all(t.endswith("e") for t in alone if len(t) < 150)
