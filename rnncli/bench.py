@@ -8,8 +8,12 @@ What is measured
   clipping (optim.clip_global_norm), an Adam update (optim.Optimizer); float32; the hidden state
   carried from chunk to chunk. The tokens are random ids of a 65-character vocabulary (tiny
   Shakespeare's): the work of a step does not depend on their values.
-* Sampling chars/s = characters / seconds of sample.Generator.stream at batch 1, temperature 1,
-  decoding included (what `rnn sample` does per character).
+* Sampling chars/s = characters / seconds of sample.Generator.stream_batch, temperature 1,
+  decoding included (what `rnn sample` does per character), for a batch of samples drawn
+  together (1, or 16 as `rnn sample --num-samples 16` draws them). At batch 1 each character
+  reads every weight once, so the bound is memory, not arithmetic: memory_bandwidth measures a
+  streaming read from memory and one from a cache, and each sampling row reports the weights
+  it read per second against them.
 * Every measurement warms up first (JIT compile or cache load, first touch of the buffers, BLAS
   threads waking), then takes `reps` repetitions and reports their median. A repetition runs
   whole steps for at least `min_rep_seconds`, so a short step is not lost in timer noise.
@@ -34,6 +38,7 @@ from rnncli import model as M
 from rnncli.config import ModelConfig, OptimConfig
 from rnncli.errors import ConfigError
 from rnncli.kernels import linear as k_lin
+from rnncli.kernels import memory as k_mem
 from rnncli.optim import Optimizer, clip_global_norm
 from rnncli.sample import Generator, LanguageModel
 from rnncli.text import StreamBatches, Vocab
@@ -86,6 +91,7 @@ class BenchRow:
     threads: int = 1
     embedding: int = 64
     reps: tuple = ()  # chars/s of each repetition, in the order measured
+    weights_gbs: float = 0.0  # sampling: GB/s of weights read (each step reads them once for the batch)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class BenchReport:
     peak_gflops: float
     rows: list = field(default_factory=list)
     openblas: str = ""  # blas.scipy_kernels(): the kernel family the products run on
+    memory_gbs: float = 0.0  # memory_bandwidth(): streaming from memory ...
+    cache_gbs: float = 0.0  # ... and from a cache
 
 
 def default_configs() -> list[BenchCase]:
@@ -104,6 +112,7 @@ def default_configs() -> list[BenchCase]:
         BenchCase("gru-2x256", "gru", 256, 2),
         BenchCase("rnn-2x256", "rnn", 256, 2),
         BenchCase("sample-lstm-2x256", "lstm", 256, 2, batch=1, seq_len=0, task="sample"),
+        BenchCase("sample-lstm-2x256-x16", "lstm", 256, 2, batch=16, seq_len=0, task="sample", chars=500),
     ]
 
 
@@ -184,6 +193,32 @@ def matmul_peak_gflops(threads: int = 0, n: int = 1024, reps: int = 10, seed: in
         k_lin.linear_input_grad(A, Bm, C)
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n ** 3 / best / 1e9
+
+
+def memory_bandwidth(threads: int = 0, big_bytes: int = 256 << 20, cached_bytes: int = 256 << 10,
+                     reps: int = 5) -> tuple[float, float]:
+    """(GB/s streaming from memory, GB/s from a cache): float32 reads of one buffer of big_bytes,
+    far larger than any last-level cache, and of cached_bytes per thread (fits a core's L2)
+    read many times over; split across the worker threads of blas.set_threads(threads); best
+    of `reps`. The bound for batch-1 sampling, which reads every weight once per character."""
+    blas.set_threads(threads)
+    results = []
+    for nbytes, passes in ((big_bytes, 1), (cached_bytes * blas.workers(), 64)):
+        a = np.ones(nbytes // 4, DTYPE)
+        blas.over_parts(lambda lo, hi: k_mem.read_sum(a, lo, hi, 1), a.size, 1 << 14)  # warm-up, compile
+        best = math.inf
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            blas.over_parts(lambda lo, hi: k_mem.read_sum(a, lo, hi, passes), a.size, 1 << 14)
+            best = min(best, time.perf_counter() - t0)
+        results.append(a.nbytes * passes / best / 1e9)
+    return results[0], results[1]
+
+
+def weight_bytes_per_char(case: BenchCase, vocab_size: int = VOCAB_SIZE) -> int:
+    """Bytes of weights one sampled character reads at batch 1 (float32): every recurrent, input
+    (layers above 0) and output matrix once; layer 0's input is a table row."""
+    return 2 * sample_flops(case.model_config(), vocab_size)  # 2 FLOPs and 4 bytes per weight
 
 
 # ---------------------------------------------------------------- runs
@@ -303,10 +338,12 @@ def make_row(case: BenchCase, speeds: list[float], threads: int, peak_gflops: fl
     cps = statistics.median(speeds)
     gflops = case_flops_per_unit(case, vocab_size) / case.chars_per_unit * cps / 1e9
     sampling = case.task == "sample"
+    weights_gbs = weight_bytes_per_char(case, vocab_size) * cps / case.batch / 1e9 if sampling else 0.0
     return BenchRow(case.name, case.cell, case.hidden, case.layers, case.batch,
                     0 if sampling else case.seq_len, cps, gflops,
                     gflops / peak_gflops if peak_gflops > 0 else float("nan"),
-                    task=case.task, threads=threads, embedding=case.embedding, reps=tuple(speeds))
+                    task=case.task, threads=threads, embedding=case.embedding, reps=tuple(speeds),
+                    weights_gbs=weights_gbs)
 
 
 def run_benchmarks(cases: list[BenchCase] | None = None, threads: int = 0, reps: int = 5,
@@ -319,10 +356,11 @@ def run_benchmarks(cases: list[BenchCase] | None = None, threads: int = 0, reps:
     blas.set_threads(threads)
     n_threads = resolved_threads(threads)
     peak = matmul_peak_gflops(threads)
+    memory_gbs, cache_gbs = memory_bandwidth(threads) if any(c.task == "sample" for c in cases) else (0.0, 0.0)
     rows = []
     for case in cases:
         row = make_row(case, measure(case, reps, warmup, min_rep_seconds), n_threads, peak)
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    return BenchReport(n_threads, peak, rows, blas.scipy_kernels())
+    return BenchReport(n_threads, peak, rows, blas.scipy_kernels(), memory_gbs, cache_gbs)

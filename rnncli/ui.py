@@ -336,18 +336,24 @@ def print_tables(tables: list, to_stdout: bool = False) -> None:
 
 
 def bench_table(report) -> Table:
+    memory = (f"; memory read {report.memory_gbs:.0f} GB/s streaming, {report.cache_gbs:.0f} GB/s from cache"
+              if report.memory_gbs else "")
     t = Table(title=f"rnn bench: {report.threads} thread(s); float32 matrix-multiply peak "
-                    f"{report.peak_gflops:.0f} GFLOP/s (OpenBLAS {report.openblas or '?'} kernels)",
+                    f"{report.peak_gflops:.0f} GFLOP/s (OpenBLAS {report.openblas or '?'} kernels){memory}",
               title_justify="left",
-              caption="training: forward + BPTT + clip + Adam per chunk; sampling: batch 1, "
-                      "2,000 characters per call; medians of the repetitions", caption_justify="left")
+              caption="training: forward + BPTT + clip + Adam per chunk; sampling: 2,000 characters per "
+                      "sample, batch = samples drawn together; weights GB/s = weights read per second "
+                      "(once per step for the whole batch), against the memory bounds in the title; "
+                      "medians of the repetitions", caption_justify="left")
     for col, justify in (("model", "left"), ("task", "left"), ("batch × seq", "right"),
-                         ("chars/s", "right"), ("GFLOP/s", "right"), ("% of peak", "right")):
+                         ("chars/s", "right"), ("GFLOP/s", "right"), ("% of peak", "right"),
+                         ("weights GB/s", "right")):
         t.add_column(col, justify=justify)
     for r in report.rows:
-        shape = f"{r.batch} × {r.seq_len}" if r.task == "train" else "1"
+        shape = f"{r.batch} × {r.seq_len}" if r.task == "train" else f"{r.batch}"
         t.add_row(f"{r.cell} {r.layers}×{r.hidden}", r.task, shape, f"{r.chars_per_sec:,.0f}",
-                  f"{r.gflops:.1f}", f"{100 * r.fraction_of_peak:.0f}%")
+                  f"{r.gflops:.1f}", f"{100 * r.fraction_of_peak:.0f}%",
+                  f"{r.weights_gbs:.1f}" if r.task == "sample" else "")
     return t
 
 
