@@ -75,6 +75,18 @@ def test_matmul_peak_is_positive_and_finite():
     assert positive_finite(bench.matmul_peak_gflops(threads=1, n=32, reps=2))
 
 
+def test_memory_bandwidth_reads_and_the_weights_a_character_reads():
+    from rnncli.kernels import memory as k_mem
+
+    a = np.arange(1000, dtype=np.float32)
+    assert k_mem.read_sum(a, 10, 20, 3) == pytest.approx(3 * sum(range(10, 20)))
+    streaming, cached = bench.memory_bandwidth(threads=1, big_bytes=1 << 20, cached_bytes=1 << 14, reps=2)
+    assert positive_finite(streaming) and positive_finite(cached)
+    case = bench.BenchCase("w", "lstm", 8, 2, batch=1, seq_len=0, task="sample", embedding=4)
+    # layer 1: W_xh and W_hh (32 × 8 each); layer 0: W_hh (the input is a table row); W_hy (65 × 8)
+    assert bench.weight_bytes_per_char(case) == 4 * (3 * 32 * 8 + 65 * 8)
+
+
 def test_run_benchmarks_rows():
     seen = []
     report = bench.run_benchmarks([TINY, TINY_SAMPLE], threads=1, reps=2, warmup=1,
@@ -88,6 +100,7 @@ def test_run_benchmarks_rows():
     train, sample = report.rows
     assert (train.batch, train.seq_len, train.task) == (2, 3, "train")
     assert (sample.batch, sample.seq_len, sample.task) == (1, 0, "sample")
+    assert positive_finite(report.memory_gbs) and positive_finite(sample.weights_gbs) and train.weights_gbs == 0
 
 
 def test_random_chunks_continue_one_stream():
