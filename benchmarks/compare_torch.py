@@ -11,6 +11,18 @@ issue 18's: l512-b16 LSTM 1x512 B16 T50 · l512-b4 (B4 T64) · c2-b128 · r1024 
 c3-sample (1,000 characters of c3, batch 1); issue 14's c2-sample16 (16 samples of 1,000
 characters of c2 drawn as one batch, as rnn sample --num-samples 16). With several --threads, RESULTS.md has a scaling
 table; thread counts above the cores this process may use are skipped unless --oversubscribe.
+
+Classifier (issue 14): cls-gru and cls-lstm train, cls-gru-infer and cls-lstm-infer infer, with the
+model of `rnn classify train`: word vocabulary 20k, embedding 128, bidirectional GRU or LSTM 1x256,
+max pooling over each text's valid steps, dense 128-64 (ReLU), 4 classes, batch 32, dropout 0,
+against the same model in PyTorch as its users write it (benchmarks/torch_classify.py: packed
+sequences). The data: --cls-texts synthetic texts (rnncli.bench.classify_data, seeded), lengths
+log-normal with median 100 tokens and sigma 0.7 clipped to [20, 400], ids Zipf over the
+vocabulary; batched as an epoch of rnn classify train batches them (texts of similar length
+together, the batches in a seeded random order), built before timing and the same on both sides.
+A timed unit is one pass over all the batches: training = per batch forward + backward +
+global-norm clip (5) + Adam (lr 2e-3); inference = forward only (torch.inference_mode). Speed is
+texts/s (tokens/s beside it); both sides start from rnncli's initial weights.
 RNN_SPLIT=rows|units in the environment forces how rnncli splits its recurrent loops.
 
 Method
@@ -23,6 +35,8 @@ Method
   across chunks (detached in PyTorch), the very same random token chunks in both frameworks.
 * Warm-up first; a repetition is whole steps lasting at least --min-rep-seconds; the median of
   --reps repetitions each; the ratio is the median of the per-pair ratios rnncli/PyTorch.
+* The classifier warms up with one pass (compilation, every batch shape), then two single timed
+  passes choose the repetition length.
 * Threads: rnncli.blas.set_threads(t) in the rnncli worker, torch.set_num_threads(t) in PyTorch's.
 * FLOPs from rnncli.bench.train_flops / sample_flops (matrix products only, 2·m·n·k); the peak is
   the best float32 1024³ GEMM seen at that thread count, through rnncli's kernel path or torch.mm.
@@ -83,12 +97,28 @@ def all_cases() -> dict:
         "c3-sample": B("c3-sample", "lstm", 512, 2, batch=1, seq_len=0, task="sample", chars=1000),
         # issue 14: 16 samples drawn as one batch (rnn sample --num-samples 16)
         "c2-sample16": B("c2-sample16", "lstm", 256, 2, batch=16, seq_len=0, task="sample", chars=1000),
+        **classifier_cases(),
     }
+
+
+CLS_TEXTS = 256  # texts per timed pass (8 batches of 32), --cls-texts
+
+
+def classifier_cases(texts: int = CLS_TEXTS) -> dict:
+    K = bench_module().ClassifyCase
+    return {name: K(name, cell, 256, 1, texts=texts, task=task)
+            for cell in ("gru", "lstm") for task, name in (("train", f"cls-{cell}"), ("infer", f"cls-{cell}-infer"))}
+
+
+def is_classifier(case) -> bool:
+    return isinstance(case, bench_module().ClassifyCase)
 
 
 # Minimum ratio rnncli / PyTorch: issue 5's, and issue 18's 1.3x for every training shape.
 TARGETS = {"c1": 2.0, "c2": 1.3, "c3": 1.1, "c2-gru": 1.3, "c2-rnn": 1.3, "c2-sample": 20.0,
-           "l512-b16": 1.3, "l512-b4": 1.3, "c2-b128": 1.3, "r1024": 1.3, "c3-sample": None, "c2-sample16": None}
+           "l512-b16": 1.3, "l512-b4": 1.3, "c2-b128": 1.3, "r1024": 1.3, "c3-sample": None, "c2-sample16": None,
+           # issue 14: the classifier, training and inference
+           "cls-gru": 1.5, "cls-lstm": 1.5, "cls-gru-infer": 1.5, "cls-lstm-infer": 1.5}
 STARTUP_TARGETS = {"warm": 1.0, "cold": 15.0}  # seconds
 
 
@@ -137,17 +167,19 @@ class TorchWorker:
     def __init__(self, threads: int):
         import torch
 
+        import torch_classify
         import torch_lm
 
         torch.set_num_threads(threads)
         self.lm = torch_lm
+        self.classify = torch_classify
         self.run = None
 
     def peak(self) -> float:
         return self.lm.matmul_peak_gflops()
 
     def prepare(self, case, seed: int, warmup: int) -> float:
-        self.run = self.lm.make_run(case, seed)
+        self.run = (self.classify if is_classifier(case) else self.lm).make_run(case, seed)
         return bench_module().warm_up(self.run, warmup)
 
     def rep(self, units: int) -> float:
@@ -212,31 +244,59 @@ class Worker:
 
 # ---------------------------------------------------------------- measurements
 
-def compare_case(workers: dict, case, threads: int, peak: float, opts) -> dict:
-    """Warm both sides up, then interleave their repetitions; one result dict."""
+def interleaved(workers: dict, case, warmup: int, opts) -> tuple[dict, dict]:
+    """Warm both sides up, then interleave their repetitions: (units per repetition, the
+    seconds of each repetition) by side."""
     b = bench_module()
     units = {}
     for side, w in workers.items():
-        per_unit = w.call("prepare", case, opts.seed, opts.warmup)
+        per_unit = w.call("prepare", case, opts.seed, warmup)
         units[side] = b.units_per_rep(per_unit, opts.min_rep_seconds)
-    speeds = {side: [] for side in workers}
+    seconds = {side: [] for side in workers}
     for _ in range(opts.reps):
         for side, w in workers.items():
             time.sleep(opts.pause)
-            seconds = w.call("rep", units[side])
-            speeds[side].append(units[side] * case.chars_per_unit / seconds)
+            seconds[side].append(w.call("rep", units[side]))
+    return units, seconds
+
+
+def add_ratio(result: dict, speeds: dict) -> dict:
+    if "torch" in speeds:
+        ratios = [r / t for r, t in zip(speeds["rnncli"], speeds["torch"])]
+        result["ratios"] = ratios
+        result["ratio"] = statistics.median(ratios)
+        result["target"] = TARGETS.get(result["name"])
+        result["met"] = None if result["target"] is None else result["ratio"] >= result["target"]
+    return result
+
+
+def compare_case(workers: dict, case, threads: int, peak: float, opts) -> dict:
+    """One result dict of a language-model case: chars/s, GFLOP/s and the ratio."""
+    if is_classifier(case):
+        return compare_classifier(workers, case, threads, opts)
+    b = bench_module()
+    units, seconds = interleaved(workers, case, opts.warmup, opts)
+    speeds = {side: [units[side] * case.chars_per_unit / t for t in ts] for side, ts in seconds.items()}
     result = {"name": case.name, "case": asdict(case), "threads": threads, "units_per_rep": units}
     for side, s in speeds.items():
         row = b.make_row(case, s, threads, peak)
         result[side] = {"chars_per_sec": row.chars_per_sec, "gflops": row.gflops,
                         "fraction_of_peak": row.fraction_of_peak, "reps": s}
-    if "torch" in speeds:
-        ratios = [r / t for r, t in zip(speeds["rnncli"], speeds["torch"])]
-        result["ratios"] = ratios
-        result["ratio"] = statistics.median(ratios)
-        result["target"] = TARGETS.get(case.name)
-        result["met"] = None if result["target"] is None else result["ratio"] >= result["target"]
-    return result
+    return add_ratio(result, speeds)
+
+
+def compare_classifier(workers: dict, case, threads: int, opts) -> dict:
+    """One result dict of a classifier case (kind "classifier"): texts/s, tokens/s and the ratio."""
+    tokens = int(sum(b.lengths.sum() for b in bench_module().classify_batches(case, opts.seed)))
+    units, seconds = interleaved(workers, case, min(opts.warmup, 1), opts)
+    speeds = {side: [units[side] * case.texts / t for t in ts] for side, ts in seconds.items()}
+    result = {"name": case.name, "kind": "classifier", "case": asdict(case), "threads": threads,
+              "units_per_rep": units, "texts_per_pass": case.texts, "tokens_per_pass": tokens}
+    for side, s in speeds.items():
+        texts_per_sec = statistics.median(s)
+        result[side] = {"texts_per_sec": texts_per_sec, "tokens_per_sec": texts_per_sec * tokens / case.texts,
+                        "reps": s}
+    return add_ratio(result, speeds)
 
 
 def run_throughput(cases: list, sides: list[str], opts) -> tuple[list, dict, str]:
@@ -385,6 +445,13 @@ def versions() -> dict:
 
 def describe(r: dict) -> str:
     c = r["case"]
+    if r.get("kind") == "classifier":
+        text = f"{r['name']:<14} threads={r['threads']}  rnncli {r['rnncli']['texts_per_sec']:>8,.1f} texts/s"
+        if "torch" in r:
+            text += f"  torch {r['torch']['texts_per_sec']:>8,.1f} texts/s  ratio {r['ratio']:.2f}x"
+            if r.get("target"):
+                text += f" (target {r['target']:g}x: {'met' if r['met'] else 'NOT met'})"
+        return text + f"  [{c['cell']} bi 1x{c['hidden']}, {c['texts']} texts]"
     text = f"{r['name']:<10} threads={r['threads']}  rnncli {r['rnncli']['chars_per_sec']:>10,.0f} chars/s"
     if "torch" in r:
         text += f"  torch {r['torch']['chars_per_sec']:>10,.0f} chars/s  ratio {r['ratio']:.2f}x"
@@ -394,6 +461,10 @@ def describe(r: dict) -> str:
 
 
 def case_label(c: dict) -> str:
+    if "vocab" in c:  # a classifier
+        layers = f"{'bi' if c['bidirectional'] else ''}{c['cell'].upper()} {c['layers']}x{c['hidden']}"
+        return (f"{c['name']}: {'train' if c['task'] == 'train' else 'inference'}, {layers}, "
+                f"V{c['vocab'] // 1000}k E{c['embedding']} dense {'-'.join(map(str, c['dense']))}, B{c['batch']}")
     if c["task"] == "sample":
         return f"{c['name']}: sample {c['chars']:,} chars, {c['cell'].upper()} {c['layers']}x{c['hidden']}, batch {c['batch']}"
     return (f"{c['name']}: {c['cell'].upper()} {c['layers']}x{c['hidden']}, B{c['batch']} "
@@ -421,10 +492,11 @@ def render_markdown(res: dict) -> str:
               f"Adam, float32, state carried across chunks, the same random chunks, vocabulary 65. "
               f"GFLOP/s counts matrix products only (rnncli.bench.train_flops); % of peak is against "
               f"the best float32 GEMM at that thread count.", ""]
-    lines += ["## Throughput", "",
-              "| configuration | threads | rnncli chars/s | torch chars/s | ratio | target (≥) | met "
-              "| rnncli GFLOP/s | rnncli % of peak | torch GFLOP/s | torch % of peak |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: |"]
+    if res["throughput"] or not res.get("classifier"):
+        lines += ["## Throughput", "",
+                  "| configuration | threads | rnncli chars/s | torch chars/s | ratio | target (≥) | met "
+                  "| rnncli GFLOP/s | rnncli % of peak | torch GFLOP/s | torch % of peak |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: |"]
     for r in res["throughput"]:
         t = r.get("torch")
         met = "" if r.get("met") is None else ("yes" if r["met"] else "**no**")
@@ -436,6 +508,7 @@ def render_markdown(res: dict) -> str:
             f"| {fmt(t and t['gflops'], '.1f')} | {fmt(t and 100 * t['fraction_of_peak'], '.0f')}"
             f"{'%' if t else ''} |")
     lines += scaling_lines(res)
+    lines += classifier_lines(res)
     lines += ["", "## float32 GEMM peak (1024³, best of 10)", "",
               "| threads | rnncli's BLAS (kernels/gemm.py: SciPy's OpenBLAS from @njit) | torch.mm |",
               "| ---: | ---: | ---: |"]
@@ -466,6 +539,40 @@ def render_markdown(res: dict) -> str:
                   f"({st['cold_cache_index_files']} index files written there). "
                   f"The CLI said it was compiling: {'yes' if st['said_compiling'] else '**no**'}."]
     return "\n".join(lines) + "\n"
+
+
+def classifier_lines(res: dict) -> list[str]:
+    rows = res.get("classifier") or []
+    if not rows:
+        return []
+    c = rows[0]["case"]
+    one = {(r["name"], r["threads"]): r for r in rows if r["threads"] == 1}
+    lines = ["", "## Classifier", "",
+             f"The model of `rnn classify train` (max pooling over valid steps, dropout 0, {c['classes']} "
+             f"classes) against the same model in PyTorch with packed sequences (benchmarks/torch_classify.py), "
+             f"the same weights and batches. {rows[0]['texts_per_pass']} synthetic texts per pass "
+             f"({rows[0]['tokens_per_pass']:,} tokens): lengths log-normal, median {c['median_len']}, sigma "
+             f"{c['sigma']:g}, clipped to [{c['min_len']}, {c['max_len']}]; ids Zipf over the vocabulary; "
+             f"batches of similar length in a seeded order, as an epoch of training takes them. Training = "
+             f"forward + backward + clip 5 + Adam per batch; inference = forward only. Speed-up = texts/s over "
+             f"the same side's at 1 thread.", "",
+             "| configuration | threads | rnncli texts/s | torch texts/s | ratio | target (≥) | met "
+             "| rnncli tokens/s | rnncli speed-up | torch speed-up |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: |"]
+    for r in sorted(rows, key=lambda r: (list(TARGETS).index(r["name"]) if r["name"] in TARGETS else 0, r["threads"])):
+        t = r.get("torch")
+        met = "" if r.get("met") is None else ("yes" if r["met"] else "**no**")
+        base = one.get((r["name"], 1))
+        ups = []
+        for side in SIDES:
+            ok = base and r["threads"] > 1 and r.get(side) and base.get(side)
+            ups.append(f"{r[side]['texts_per_sec'] / base[side]['texts_per_sec']:.2f}x" if ok else "–")
+        lines.append(
+            f"| {case_label(r['case'])} | {r['threads']} | {r['rnncli']['texts_per_sec']:,.1f} "
+            f"| {fmt(t and t['texts_per_sec'], ',.1f')} | {fmt(r.get('ratio'), '.2f')}"
+            f"{'x' if r.get('ratio') is not None else ''} | {fmt(r.get('target'), 'g', '')}{'x' if r.get('target') else ''} "
+            f"| {met} | {r['rnncli']['tokens_per_sec']:,.0f} | {ups[0]} | {ups[1]} |")
+    return lines
 
 
 def usable_cores() -> int:
@@ -517,6 +624,8 @@ def parse_args(argv=None):
     p.add_argument("--only", default="", help="comma-separated configurations, e.g. c1,c2 [all: " +
                    ",".join(TARGETS) + "]")
     p.add_argument("--skip", default="", help="comma-separated parts to leave out: loss, startup")
+    p.add_argument("--cls-texts", type=int, default=None,
+                   help=f"texts per timed pass of the classifier rows [{CLS_TEXTS}; 64 with --quick]")
     p.add_argument("--min-rep-seconds", type=float, default=None, help="shortest repetition [1.0; 0.1 with --quick]")
     p.add_argument("--warmup", type=int, default=None, help="untimed units before timing [3; 1 with --quick]")
     p.add_argument("--pause", type=float, default=0.25, help="seconds between runs, so thread pools go idle [0.25]")
@@ -540,6 +649,9 @@ def parse_args(argv=None):
     opts.reps = opts.reps or (2 if quick else 5)
     opts.min_rep_seconds = opts.min_rep_seconds if opts.min_rep_seconds is not None else (0.1 if quick else 1.0)
     opts.warmup = opts.warmup if opts.warmup is not None else (1 if quick else 3)
+    opts.cls_texts = opts.cls_texts if opts.cls_texts is not None else (64 if quick else CLS_TEXTS)
+    if opts.cls_texts < 1:
+        p.error("--cls-texts: give a positive number of texts")
     opts.loss_steps = 30 if quick else 300
     opts.startup_reps = 2 if quick else 5
     return opts
@@ -561,9 +673,12 @@ def main(argv=None) -> int:
             "measuring rnncli only")
     else:
         sides.append("torch")
-    cases = [c for name, c in all_cases().items() if not opts.only or name in opts.only]
+    chosen = {**all_cases(), **classifier_cases(opts.cls_texts)}
+    cases = [c for name, c in chosen.items() if not opts.only or name in opts.only]
     started = time.perf_counter()
-    throughput, peaks, openblas = run_throughput(cases, sides, opts)
+    rows, peaks, openblas = run_throughput(cases, sides, opts)
+    throughput = [r for r in rows if r.get("kind") != "classifier"]
+    classifier = [r for r in rows if r.get("kind") == "classifier"]
     loss = None if "loss" in opts.skip else run_loss_curve(sides, opts)
     startup = None if "startup" in opts.skip else run_startup(opts)
     results = {
@@ -571,8 +686,9 @@ def main(argv=None) -> int:
         "machine": machine(), "versions": versions(), "openblas": openblas,
         "settings": {"quick": opts.quick, "only": opts.only, "threads": opts.threads, "reps": opts.reps,
                      "warmup": opts.warmup, "min_rep_seconds": opts.min_rep_seconds, "pause": opts.pause,
-                     "seed": opts.seed, "frameworks": sides},
-        "peak_gflops": peaks, "throughput": throughput, "loss_curve": loss, "startup": startup,
+                     "seed": opts.seed, "frameworks": sides, "cls_texts": opts.cls_texts},
+        "peak_gflops": peaks, "throughput": throughput, "classifier": classifier,
+        "loss_curve": loss, "startup": startup,
         "seconds": time.perf_counter() - started,
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,9 @@ What is measured
   reads every weight once, so the bound is memory, not arithmetic: memory_bandwidth measures a
   streaming read from memory and one from a cache, and each sampling row reports the weights
   it read per second against them.
+* Classifier (ClassifyCase, ClassifyRun; benchmarks/compare_torch.py's cls-* rows): the model of
+  `rnn classify train` on synthetic word-id texts of realistic lengths, timed in passes over
+  length-sorted batches; training steps (forward + backward + clip + Adam) or forward passes.
 * Every measurement warms up first (JIT compile or cache load, first touch of the buffers, BLAS
   threads waking), then takes `reps` repetitions and reports their median. A repetition runs
   whole steps for at least `min_rep_seconds`, so a short step is not lost in timer noise.
@@ -34,8 +37,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnncli import blas
+from rnncli import classify as C
 from rnncli import model as M
-from rnncli.config import ModelConfig, OptimConfig
+from rnncli.config import ClassifyConfig, ModelConfig, OptimConfig
 from rnncli.errors import ConfigError
 from rnncli.kernels import linear as k_lin
 from rnncli.kernels import memory as k_mem
@@ -307,10 +311,139 @@ class SamplingRun:
         return time.perf_counter() - t0
 
 
-def make_run(case: BenchCase, seed: int = 0):
+def make_run(case, seed: int = 0):
+    """The run object of a BenchCase, or of a ClassifyCase (ClassifyRun)."""
+    if isinstance(case, ClassifyCase):
+        return ClassifyRun(case, seed)
     if case.task not in TASKS:
         raise ConfigError(f"bench: task {case.task!r} is not one of {', '.join(TASKS)}")
     return TrainingRun(case, seed) if case.task == "train" else SamplingRun(case, seed)
+
+
+# ---------------------------------------------------------------- the text classifier
+
+CLASSIFY_TASKS = ("train", "infer")
+
+
+@dataclass(frozen=True)
+class ClassifyCase:
+    """A word-level text classifier as `rnn classify train` builds it: embedding -> recurrent
+    stack (both directions) -> max pooling over each text's valid steps -> dense ReLU layers ->
+    classes; dropout 0. The data are `texts` synthetic texts (classify_data) in batches of
+    similar length (classify.length_batches). A timed unit is one pass over all the batches:
+    for task "train" a step per batch (zero the gradients, forward + backward, global-norm
+    clip, Adam), for "infer" the forward pass alone."""
+
+    name: str
+    cell: str = "gru"
+    hidden: int = 256
+    layers: int = 1
+    bidirectional: bool = True
+    embedding: int = 128
+    vocab: int = 20_000
+    dense: tuple = (128, 64)
+    classes: int = 4
+    batch: int = 32
+    texts: int = 512
+    # text lengths in tokens: log-normal with this median and sigma, clipped to [min_len, max_len]
+    median_len: int = 100
+    sigma: float = 0.7
+    min_len: int = 20
+    max_len: int = 400
+    task: str = "train"
+
+    def config(self) -> ClassifyConfig:
+        return ClassifyConfig(cell=self.cell, hidden_size=self.hidden, num_layers=self.layers,
+                              bidirectional=self.bidirectional, pooling="max", dense=tuple(self.dense),
+                              dropout=0.0, embedding_size=self.embedding, batch_size=self.batch).validate()
+
+
+@dataclass(frozen=True)
+class ClassifyBatch:
+    """One padded batch: ids and rev (T, B) int32 as classify.pad_batch makes them, lengths (B,)
+    int32, targets (B,) int32, weights (B,) float32 (1/B each: the mean cross-entropy)."""
+
+    ids: np.ndarray
+    rev: np.ndarray
+    lengths: np.ndarray
+    targets: np.ndarray
+    weights: np.ndarray
+
+
+def classify_data(case: ClassifyCase, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """(texts as int32 id arrays, labels (N,) int32), seeded. Lengths are log-normal (a long
+    right tail, as in reviews and news) clipped to [min_len, max_len]; ids follow Zipf's law over
+    the vocabulary: the k-th most frequent word (id k + 1; 0 is padding, 1 unknown) has
+    probability ∝ 1/k."""
+    rng = np.random.default_rng([seed, 14])
+    raw = rng.lognormal(math.log(case.median_len), case.sigma, size=case.texts)
+    lengths = np.clip(np.rint(raw), case.min_len, case.max_len).astype(np.int64)
+    rank = np.arange(1, case.vocab - 1, dtype=np.float64)
+    p = 1.0 / rank
+    ids = (rng.choice(rank.size, size=int(lengths.sum()), p=p / p.sum()) + 2).astype(np.int32)
+    texts = np.split(ids, np.cumsum(lengths)[:-1])
+    labels = rng.integers(0, case.classes, size=case.texts).astype(np.int32)
+    return texts, labels
+
+
+def classify_batches(case: ClassifyCase, seed: int = 0) -> list[ClassifyBatch]:
+    """The batches of one pass, in order: texts of similar length together and the batches in
+    a seeded random order, as an epoch of `rnn classify train` takes them. The PyTorch
+    comparison feeds the very same batches."""
+    texts, labels = classify_data(case, seed)
+    lengths = np.array([len(t) for t in texts])
+    out = []
+    for idx in C.length_batches(lengths, case.batch, np.random.default_rng([seed, 15])):
+        ids, rev, lens = C.pad_batch([texts[i] for i in idx])
+        out.append(ClassifyBatch(ids, rev, lens, labels[idx], np.full(len(idx), 1.0 / len(idx), DTYPE)))
+    return out
+
+
+def initial_classifier(case: ClassifyCase, seed: int = 0) -> dict:
+    """The classifier's seeded initialisation (float32): what both frameworks start from."""
+    cfg = case.config()
+    shapes = C.classifier_shapes(cfg, case.vocab, case.classes)
+    return C.init_classifier(cfg, shapes, np.random.default_rng(seed), DTYPE)
+
+
+class ClassifyRun:
+    """A classifier, its optimizer, gradients, workspace and batches; run() times passes."""
+
+    def __init__(self, case: ClassifyCase, seed: int = 0, batches: list | None = None,
+                 params: dict | None = None, optim: OptimConfig | None = None):
+        if case.task not in CLASSIFY_TASKS:
+            raise ConfigError(f"bench: classifier task {case.task!r} is not one of {', '.join(CLASSIFY_TASKS)}")
+        self.case = case
+        self.cfg = case.config()
+        shapes = C.classifier_shapes(self.cfg, case.vocab, case.classes)
+        self.params = M.check_params(initial_classifier(case, seed) if params is None else params, shapes, DTYPE)
+        self.grads = M.zeros_like_params(self.params)
+        self.optim = (optim or OptimConfig()).validate()
+        self.opt = Optimizer(self.optim, self.params)
+        self.work = M.Workspace(DTYPE)
+        self.batches = batches if batches is not None else classify_batches(case, seed)
+
+    def train_step(self, b: ClassifyBatch) -> float:
+        """One training step on a batch; returns its loss (mean nats per text, before the update)."""
+        for g in self.grads.values():
+            g.fill(0)
+        loss = C.loss_and_grads(self.cfg, self.params, self.grads, b.ids, b.rev, b.lengths, b.targets,
+                                b.weights, self.work)
+        clip_global_norm(self.grads, self.optim.clip)
+        self.opt.step(self.params, self.grads, self.optim.lr)
+        return loss
+
+    def logits(self, b: ClassifyBatch) -> np.ndarray:
+        return C.forward(self.cfg, self.params, b.ids, b.rev, b.lengths, self.work)[0]
+
+    def run(self, passes: int = 1) -> float:
+        """Seconds taken by `passes` passes over the batches (training steps or forward passes)."""
+        step = self.train_step if self.case.task == "train" else self.logits
+        t0 = time.perf_counter()
+        for _ in range(passes):
+            for b in self.batches:
+                step(b)
+        return time.perf_counter() - t0
 
 
 def warm_up(run, warmup: int = 2) -> float:

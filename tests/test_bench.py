@@ -131,3 +131,40 @@ def test_default_configs_cover_training_and_sampling():
     assert {c.cell for c in cases} == {"rnn", "lstm", "gru"}
     for c in cases:
         c.model_config()  # valid sizes
+
+
+CLS = bench.ClassifyCase("tiny-cls", "gru", hidden=4, embedding=3, vocab=30, dense=(5,), classes=3, batch=4,
+                         texts=11, median_len=8, min_len=3, max_len=15)
+
+
+def test_classify_data_lengths_ids_and_batches():
+    texts, labels = bench.classify_data(CLS, seed=2)
+    assert len(texts) == len(labels) == CLS.texts
+    assert all(t.dtype == np.int32 and CLS.min_len <= len(t) <= CLS.max_len for t in texts)
+    ids = np.concatenate(texts)
+    assert ids.min() >= 2 and ids.max() < CLS.vocab  # 0 is padding and 1 unknown: never drawn
+    assert 0 <= labels.min() and labels.max() < CLS.classes
+    big = bench.ClassifyCase("zipf", texts=200)
+    counts = np.bincount(np.concatenate(bench.classify_data(big)[0]), minlength=big.vocab)
+    assert counts[2] > counts[3] > counts[12] > 0  # Zipf: the k-th word ∝ 1/k
+    batches = bench.classify_batches(CLS, seed=2)
+    assert sum(len(b.lengths) for b in batches) == CLS.texts and max(len(b.lengths) for b in batches) == CLS.batch
+    for b in batches:
+        assert b.ids.shape == b.rev.shape == (b.lengths.max(), len(b.lengths))
+        assert b.weights.sum() == pytest.approx(1.0)
+    # similar lengths together: the batches, ordered by their shortest text, do not overlap
+    spans = sorted((b.lengths.min(), b.lengths.max()) for b in batches)
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+    assert [b.ids.tolist() for b in bench.classify_batches(CLS, seed=2)] == [b.ids.tolist() for b in batches]
+
+
+@pytest.mark.parametrize("task", ["train", "infer"])
+def test_classify_run_takes_passes(task):
+    from dataclasses import replace
+
+    run = bench.make_run(replace(CLS, task=task))
+    assert isinstance(run, bench.ClassifyRun)
+    before = {k: v.copy() for k, v in run.params.items()}
+    assert positive_finite(run.run(1))
+    changed = any(not np.array_equal(before[k], run.params[k]) for k in before)
+    assert changed == (task == "train")
