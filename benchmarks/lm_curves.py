@@ -126,7 +126,8 @@ def rnncli_curve(a) -> list:
         O.Optimizer.step = scaled_step
     extra = {}
     names = {f.name for f in fields(TrainConfig)}
-    for key, value in (("data_order", a.data), ("state_reset", a.reset_prob or 0.0), ("patience", 0)):
+    # the same recipe as the PyTorch side: no weight averaging (--set '{"ema": 0.995}' adds it)
+    for key, value in (("data_order", a.data), ("state_reset", a.reset_prob or 0.0), ("patience", 0), ("ema", 0.0)):
         if key in names and value is not None:
             extra[key] = value
     oextra = {"schedule": "constant"} if "schedule" in {f.name for f in fields(OptimConfig)} else {}

@@ -5,6 +5,8 @@ Layout (any numpy can read it: ``np.load(path, allow_pickle=False)``):
     meta                 0-d unicode array holding JSON: {"format": "rnncli", "version": 1,
                          "kind": "lm" | "classifier", ...}
     param/<name>         every parameter, by name (model.py lists them)
+    raw/<name>           with weight averaging (--ema): the trained weights a resumed run continues
+                         from; param/ then holds the average, which sampling and evaluation use
     opt/<slot>/<name>    optimizer state (e.g. opt/m/l0.W_hh for Adam)
     state/<name>         other arrays the kind needs (e.g. the carried hidden state)
 
@@ -198,7 +200,7 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
         found = what.get(found, "an unknown") if isinstance(found, str) else "an unknown"
         raise CheckpointError(f"{name}: is {found} checkpoint, expected {what.get(kind, kind)} checkpoint")
     for key, a in arrays.items():
-        if key.startswith(("param/", "opt/", "state/")) and a.dtype.kind != "f":
+        if key.startswith(("param/", "raw/", "opt/", "state/")) and a.dtype.kind != "f":
             raise CheckpointError(f"{name}: entry {key!r} has dtype {a.dtype}, expected floating-point numbers")
         if a.dtype.kind not in "fiu":
             raise CheckpointError(f"{name}: entry {key!r} has dtype {a.dtype}, expected numbers")

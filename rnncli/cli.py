@@ -188,7 +188,7 @@ class Duration(click.ParamType):
 # Options that define the model: fixed by a checkpoint when resuming.
 MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation", "dropout",
                  "seq_len", "batch_size", "optimizer", "lr", "schedule", "lr_final", "lr_decay", "decay_after",
-                 "clip", "state_reset", "streams", "val_fraction", "seed", "on_decode_error")
+                 "clip", "state_reset", "streams", "ema", "val_fraction", "seed", "on_decode_error")
 # train options the recipe chooses (from the corpus size and measured speed) unless given
 AUTO_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "dropout": "dropout"}
 
@@ -215,6 +215,7 @@ AUTO_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "dropout":
 @click.option("--epochs", type=click.IntRange(min=0), default=T_DEF.epochs, help="Most passes over the training text (0 = no limit).")
 @click.option("--patience", type=click.IntRange(min=0), default=T_DEF.patience, help="Stop after this many evaluations without a better validation loss (0 = never).")
 @click.option("--state-reset", type=Finite(0, 1, max_open=True), default=T_DEF.state_reset, help="Chance per chunk that a stream restarts from the empty state (what sampling starts from).")
+@click.option("--ema", type=Finite(0, 1, max_open=True), default=T_DEF.ema, help="Keep an exponential moving average of the weights with this decay (about 1/(1-DECAY) steps); evaluations, checkpoints and samples use it (0 = off).")
 @click.option("--streams", type=click.IntRange(min=0), default=T_DEF.streams, help="Cut the text into this many streams, read --batch-size at a time in random groups (0 = batch size: the classic char-rnn order).")
 @click.option("--max-steps", type=click.IntRange(min=0), default=T_DEF.max_steps, help="Stop after this many steps (0 = no limit).")
 @click.option("--max-time", type=Duration(), default=Duration.format(T_DEF.max_time), help="Stop after this much training time, e.g. 90s, 10m, 1.5h (0 = no limit).")
@@ -230,7 +231,7 @@ AUTO_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "dropout":
 @click.pass_context
 def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dropout, seq_len,
           batch_size, optimizer, lr, schedule, lr_final, lr_decay, decay_after, clip, epochs, patience, state_reset,
-          streams, max_steps, max_time,
+          ema, streams, max_steps, max_time,
           val_fraction, eval_every, eval_chars, out_dir, seed, threads, resume, on_decode_error, quiet):
     """Train a character-level language model on a UTF-8 text file.
 
@@ -258,7 +259,7 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
                  "embedding_size": cfg.model.embedding_size, "activation": cfg.model.activation,
                  "dropout": cfg.model.dropout, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,
                  "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr, "schedule": cfg.optim.schedule,
-                 "lr_final": cfg.optim.lr_final, "state_reset": cfg.state_reset, "streams": cfg.streams,
+                 "lr_final": cfg.optim.lr_final, "state_reset": cfg.state_reset, "streams": cfg.streams, "ema": cfg.ema,
                  "lr_decay": cfg.optim.lr_decay,
                  "decay_after": cfg.optim.decay_after, "clip": cfg.optim.clip,
                  "val_fraction": cfg.val_fraction, "seed": cfg.seed, "on_decode_error": cfg.on_decode_error}
@@ -282,7 +283,7 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
             optim=OptimConfig(optimizer=optimizer, lr=lr, schedule=schedule, lr_final=lr_final, lr_decay=lr_decay,
                               decay_after=decay_after, clip=clip),
             seq_len=seq_len, batch_size=batch_size, val_fraction=val_fraction, seed=seed, state_reset=state_reset,
-            streams=streams,
+            streams=streams, ema=ema,
             on_decode_error=on_decode_error, auto=tuple(
                 setting for name, setting in AUTO_OPTIONS.items()
                 if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT),

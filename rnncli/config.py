@@ -124,6 +124,10 @@ class TrainConfig:
     # Chance per chunk that each stream's carried state is reset to zero, so the model also
     # learns to start from the empty state that sampling starts from (0 = never).
     state_reset: float = 0.02
+    # Decay of the exponential moving average of the weights kept during training (bias-corrected:
+    # the weights after step t count (1-ema)/(1-ema^t) into it). Evaluations, the best checkpoint,
+    # samples and `rnn eval` use the average; the raw weights are kept for resuming. 0 = off.
+    ema: float = 0.0
     # Streams the training text is cut into, read B at a time in random groups (train.StreamPlan);
     # 0 = batch_size: classic char-rnn, the same B streams side by side at every step.
     streams: int = 0
@@ -142,12 +146,13 @@ class TrainConfig:
         self.model.validate()
         self.optim.validate()
         _check_types(self, whole=("seq_len", "batch_size", "epochs", "max_steps", "eval_every", "eval_chars",
-                                  "seed", "threads", "patience", "streams"), real=("max_time", "val_fraction", "state_reset"))
+                                  "seed", "threads", "patience", "streams"), real=("max_time", "val_fraction", "state_reset", "ema"))
         _check(isinstance(self.out_dir, str), "out: must be a path")
         _check(self.seq_len >= 1, "seq-len: must be at least 1")
         _check(self.batch_size >= 1, "batch-size: must be at least 1")
         _check(self.epochs >= 0, "epochs: must be 0 (no limit) or more")
         _check(0 <= self.state_reset < 1, "state-reset: must be in [0, 1)")
+        _check(0 <= self.ema < 1, "ema: must be in [0, 1) (0 = off)")
         _check(isinstance(self.auto, (tuple, list)) and all(a in AUTO_SETTINGS for a in self.auto),
                f"auto: settings to choose must be among {', '.join(AUTO_SETTINGS)}")
         _check(self.max_steps >= 0, "max-steps: must be 0 (no limit) or more")

@@ -59,3 +59,25 @@ class Optimizer:
                 blas.over_parts(lambda lo, hi: k_opt.adam(pf[lo:hi], gf[lo:hi], m[lo:hi], v[lo:hi], lr, c.momentum,
                                                           c.beta2, c.eps, self.steps, c.weight_decay),
                                 pf.size, ELEMENTS_PER_PART)
+
+
+class WeightAverage:
+    """Exponential moving average of the parameters, bias-corrected as Adam's moments are: after t
+    updates it holds Σ_i (1-d)·d^(t-i)·p_i / (1 - d^t), the weights after step i weighted by how
+    recent they are. Kept as that corrected average, so the update after step t moves it towards
+    the parameters by (1-d)/(1-d^t): all the way at t = 1, then a share falling to 1-d."""
+
+    def __init__(self, decay: float, params: dict, average: dict | None = None):
+        self.decay = decay
+        self.params = {k: np.array(p if average is None else average[k], dtype=p.dtype, order="C")
+                       for k, p in params.items()}
+
+    def update(self, params: dict, t: int) -> None:
+        """Fold in the parameters after step t (1, 2, …)."""
+        share = (1.0 - self.decay) / (1.0 - self.decay ** t) if t > 0 else 1.0
+        for k, p in params.items():
+            a = self.params[k]
+            if share >= 1.0:
+                np.copyto(a, p)
+            else:
+                a += (p - a) * a.dtype.type(share)  # in the parameters' dtype

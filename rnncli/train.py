@@ -20,7 +20,7 @@ from rnncli import blas, checkpoint
 from rnncli import model as M
 from rnncli.config import ModelConfig, OptimConfig, TrainConfig, from_json, model_config_from_dict
 from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
-from rnncli.optim import SLOTS, Optimizer, clip_global_norm
+from rnncli.optim import SLOTS, Optimizer, WeightAverage, clip_global_norm
 from rnncli.sample import lm_from_arrays, preview
 from rnncli.text import StreamBatches, fit_batches, load_corpus, split_train_val
 
@@ -348,7 +348,15 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         if len(corpus) != meta.get("corpus_chars"):
             reporter.warn(f"the corpus has {len(corpus)} characters, the checkpoint was trained on "
                           f"{meta.get('corpus_chars')}: the data position will not line up")
-        params = lm.params
+        params, averaged = lm.params, None
+        if any(k.startswith("raw/") for k in arrays):  # param/ holds the average, raw/ the trained weights
+            averaged = params
+            try:
+                params = M.check_params(checkpoint.group(arrays, "raw"), M.lm_shapes(lm.cfg, lm.vocab.size), DTYPE)
+            except ConfigError as e:
+                raise CheckpointError(f"{resume}: {e} (its raw weights)") from None
+            if not all(np.isfinite(p).all() for p in params.values()):
+                raise CheckpointError(f"{resume}: raw weights contain NaN or infinity")
         opt, progress, rng = _resume_state(cfg, params, arrays, meta, resume)
         run_dir = os.path.dirname(os.path.abspath(resume))
         carried = arrays.get("state/hidden")
@@ -368,9 +376,13 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         run_dir = checkpoint.new_run_dir(cfg.out_dir, f"{name}-{cfg.model.cell}") if dp is None or dp.root else None
         if dp is not None:
             run_dir = dp.bcast(run_dir)
-        carried = None
+        carried, averaged = None, None
 
     mcfg = cfg.model
+    # The weight average starts from the checkpoint's when it has one; a checkpoint written without
+    # one counts as the average so far (its weights, folded into from the next step on).
+    average = WeightAverage(cfg.ema, params, averaged) if cfg.ema else None
+    weights = params if average is None else average.params  # what evaluation, previews and best.npz use
     n = len(corpus)
     if n < 2:
         raise CorpusError(f"{os.path.basename(corpus_paths[0])}: {n} character; a language model needs at "
@@ -408,7 +420,9 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
     def save(path: str, which: str) -> None:
         if dp is not None and not dp.root:
             return
-        arrays = {f"param/{k}": v for k, v in params.items()}
+        arrays = {f"param/{k}": v for k, v in weights.items()}
+        if average is not None:  # the trained weights, which a resumed run continues from
+            arrays.update({f"raw/{k}": v for k, v in params.items()})
         arrays.update({f"opt/{k}": v for k, v in opt.state.items()})
         arrays["state/hidden"] = state
         if batches.order is not None:
@@ -426,7 +440,9 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
                     "seq_len": T, "chunks_per_epoch": batches.chunks, "resumed_at": progress.step,
                     "total_steps": _planned_steps(cfg, batches.chunks), "recipe": list(recipe),
                     "model": f"{mcfg.cell} {mcfg.num_layers}×{mcfg.hidden_size}, dropout {mcfg.dropout:g}",
-                    "schedule": _describe_schedule(cfg)})
+                    "schedule": _describe_schedule(cfg),
+                    "ema": f"weights averaged with decay {cfg.ema:g} (over about {1 / (1 - cfg.ema):.0f} steps)"
+                           if cfg.ema else "off"})
     chars_per_step = B * T
     window_loss, window_steps, window_time = 0.0, 0, 0.0
     stop_reason = "epochs"
@@ -448,7 +464,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
             kept = f"the last good checkpoint is {latest}" if os.path.exists(latest) else "no checkpoint was written"
             raise DivergedError(f"training diverged: parameters became NaN or infinite ({bad[0]}) by step "
                                 f"{progress.step}; {kept}; try a lower --lr or --clip")
-        val = evaluate(mcfg, params, val_ids, B, T, cfg.eval_chars) if len(val_ids) else None
+        val = evaluate(mcfg, weights, val_ids, B, T, cfg.eval_chars) if len(val_ids) else None
         train_loss = window_loss / max(1, window_steps)
         cps = chars_per_step * window_steps / window_time if window_time > 0 else 0.0
         nonlocal stale
@@ -460,7 +476,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         progress.history["val"].append([progress.step, val])
         progress.history["train"].append([progress.step, train_loss])
         progress.history.setdefault("time", []).append([progress.step, round(time.perf_counter() - started, 3)])
-        text = preview(mcfg, corpus.vocab, params, 160, 0.8, seed=cfg.seed + progress.step)
+        text = preview(mcfg, corpus.vocab, weights, 160, 0.8, seed=cfg.seed + progress.step)
         save(latest, "latest")
         if is_best:
             save(best, "best")
@@ -504,6 +520,8 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
                     raise DivergedError(f"loss became {loss if not math.isfinite(loss) else 'finite but the gradient ' + str(norm)} "
                                         f"at step {progress.step + 1}; {kept}; try a lower --lr or --clip")
                 opt.step(params, grads, lr)
+                if average is not None:
+                    average.update(params, progress.step + 1)
                 if cfg.state_reset > 0:  # some streams start again from the empty state
                     new_state[:, :, rng.random(B) < cfg.state_reset] = 0
                 state[:, :, rows] = new_state
@@ -626,7 +644,7 @@ def config_from_checkpoint(meta: dict, overrides: dict, path: str = "checkpoint"
         model = model_config_from_dict(meta["model"])
         # settings a checkpoint written before they existed ran without: keep its run as it was
         optim = from_json(OptimConfig, {"schedule": "step", **saved["optim"]})
-        rest = {"state_reset": 0.0, "patience": 0, "streams": 0,
+        rest = {"state_reset": 0.0, "patience": 0, "streams": 0, "ema": 0.0,
                 **{k: v for k, v in saved.items() if k not in ("model", "optim", "auto")}}
         return replace(from_json(TrainConfig, {"model": model, "optim": optim, **rest}), **overrides).validate()
     except (KeyError, TypeError, OverflowError, RnnError) as e:

@@ -77,7 +77,8 @@ class TrainReporter(_BarReporter):
                   f"({info['vocab']} distinct; {info['val_chars']:,} held out for validation), "
                   f"batch {info['batch_size']} × {info['seq_len']} steps{resumed}.", markup=False)
         if info.get("model"):
-            err.print(f"Model {info['model']}; {info['schedule']}.", markup=False)
+            ema = f"; {info['ema']}" if info.get("ema", "off") != "off" else ""
+            err.print(f"Model {info['model']}; {info['schedule']}{ema}.", markup=False)
         for reason in info.get("recipe", ()):
             err.print(f"  chosen: {reason}", markup=False)
         err.print(f"Checkpoints: {info['run_dir']}/", markup=False)
