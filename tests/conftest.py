@@ -17,6 +17,14 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture
+def corpus_file(tmp_path, tiny_corpus) -> str:
+    """tiny_corpus four times over, as a file."""
+    path = tmp_path / "corpus.txt"
+    path.write_text(tiny_corpus * 4, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
 def tiny_corpus() -> str:
     """Accented English and French, with guillemets, curly quotes and a non-breaking space."""
     return (

@@ -20,13 +20,6 @@ def tiny_cfg(tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.fixture
-def corpus_file(tmp_path, tiny_corpus) -> str:
-    path = tmp_path / "corpus.txt"
-    path.write_text(tiny_corpus * 4, encoding="utf-8")
-    return str(path)
-
-
 def by_definition(seq: list, d: float) -> np.ndarray:
     """Σ_i (1-d)·d^(t-i)·p_i / (1 - d^t) over p_1 … p_t."""
     t = len(seq)

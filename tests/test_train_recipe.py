@@ -22,13 +22,6 @@ def tiny_cfg(tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.fixture
-def corpus_file(tmp_path, tiny_corpus) -> str:
-    path = tmp_path / "corpus.txt"
-    path.write_text(tiny_corpus * 4, encoding="utf-8")
-    return str(path)
-
-
 # ---------------------------------------------------------------- schedule
 
 def test_cosine_runs_from_lr_to_lr_final_and_only_down():

@@ -292,30 +292,8 @@ def pack(W, G, transposed, P, p0, p1):
                     row[j] = w[j]
 
 
+@njit(cache=True)
 def product(A, P, C, accumulate):
-    """C (M, N) = A (M, K) · R (+ C if accumulate), R packed in P. float32, rows contiguous.
-
-    This body (numpy) is what runs under NUMBA_DISABLE_JIT=1; compiled callers get
-    _product_blocks, the micro-kernel loop."""
-    N = C.shape[1]
-    R = P.transpose(1, 0, 2).reshape(P.shape[1], -1)[:, :N]
-    C[...] = A @ R + C if accumulate else A @ R
-
-
-@overload(product, jit_options={"cache": True})
-def _product_blocks(A, P, C, accumulate):
-    def impl(A, P, C, accumulate):
-        M, N = C.shape
-        K = A.shape[1]
-        lda = A.strides[0] // 4
-        ldc = C.strides[0] // 4
-        a0 = A.ctypes.data
-        c0 = C.ctypes.data
-        p0 = P.ctypes.data
-        for p in range(P.shape[0]):
-            ncols = min(NR, N - p * NR)
-            p_ptr = p0 + p * K * NR * 4
-            for r in range(0, M, ROWS):
-                _block(min(ROWS, M - r), a0 + r * lda * 4, lda, p_ptr, c0 + (r * ldc + p * NR) * 4, ldc,
-                       K, ncols, 1 if accumulate else 0)
-    return impl
+    """C (M, N) = A (M, K) · R (+ C if accumulate), R packed in P by `packed`. float32, rows
+    contiguous: product_units over all the columns, as one gate block."""
+    product_units(A, P, C, 1, 0, C.shape[1], accumulate)
