@@ -451,7 +451,7 @@ def sweep(ctx, train_args, grids, random_trials, workers, threads, address, out_
 @click.option("-n", "--length", type=click.IntRange(min=1), default=1000, help="Characters to generate per sample.")
 @click.option("-p", "--prime", default="", show_default=False, help=r"Text to start from (escapes such as \n are understood).")
 @click.option("--seed", type=SEED, default=None, show_default="random", help="Random seed (printed, so a sample can be reproduced).")
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Independent samples to write, drawn together as one batch (far faster than one by one; each is the text it would be alone).")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Independent samples to write, drawn together as one batch (faster than one by one; each is the text it would be alone).")
 @click.option("--top-k", type=click.IntRange(min=0), default=0, help="Draw only among the k likeliest characters (0 = all).")
 @click.option("--stop", default="", show_default=False, help=r"Stop a sample right after this text appears (escapes understood), e.g. '\n\n'.")
 @click.option("--drop-unknown", is_flag=True, help="Drop prime characters the model has never seen instead of failing.")
