@@ -23,15 +23,19 @@ the two are the same model for one layer, the shape the benchmark measures.
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnncli.bench import ClassifyCase, classify_batches, initial_classifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_lm, beside this file
+from torch_lm import load_stack, put, stack_grads  # noqa: E402
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -77,22 +81,10 @@ def _directions(model: TextClassifier):
 
 def load_rnncli_params(model: TextClassifier, params: dict) -> None:
     """Copy rnncli classifier parameters into the PyTorch model (see the module docstring)."""
-    H = model.rnn.hidden_size
-
-    def put(tensor, array):
-        tensor.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(tensor.dtype))
-
     with torch.no_grad():
         put(model.embed.weight, params["embed"])
         for prefix, suffix in _directions(model):
-            for k in range(model.rnn.num_layers):
-                put(getattr(model.rnn, f"weight_ih_l{k}{suffix}"), params[f"{prefix}l{k}.W_xh"])
-                put(getattr(model.rnn, f"weight_hh_l{k}{suffix}"), params[f"{prefix}l{k}.W_hh"])
-                put(getattr(model.rnn, f"bias_ih_l{k}{suffix}"), params[f"{prefix}l{k}.b"])
-                bias_hh = getattr(model.rnn, f"bias_hh_l{k}{suffix}")
-                bias_hh.zero_()
-                if model.cell == "gru":
-                    put(bias_hh[2 * H:], params[f"{prefix}l{k}.b_hn"])
+            load_stack(model.rnn, model.cell, params, prefix, suffix)
         for i, layer in enumerate(model.dense):
             put(layer.weight, params[f"d{i}.W"])
             put(layer.bias, params[f"d{i}.b"])
@@ -101,19 +93,12 @@ def load_rnncli_params(model: TextClassifier, params: dict) -> None:
 
 
 def grads_as_rnncli(model: TextClassifier) -> dict:
-    """The PyTorch gradients under rnncli's names (b is where bias_ih enters; b_hn is the n block
-    of GRU's bias_hh)."""
-    H = model.rnn.hidden_size
+    """The PyTorch gradients under rnncli's names (torch_lm.stack_grads for each direction)."""
     g = {"embed": model.embed.weight.grad, "out.W": model.out.weight.grad, "out.b": model.out.bias.grad}
     for i, layer in enumerate(model.dense):
         g[f"d{i}.W"], g[f"d{i}.b"] = layer.weight.grad, layer.bias.grad
     for prefix, suffix in _directions(model):
-        for k in range(model.rnn.num_layers):
-            g[f"{prefix}l{k}.W_xh"] = getattr(model.rnn, f"weight_ih_l{k}{suffix}").grad
-            g[f"{prefix}l{k}.W_hh"] = getattr(model.rnn, f"weight_hh_l{k}{suffix}").grad
-            g[f"{prefix}l{k}.b"] = getattr(model.rnn, f"bias_ih_l{k}{suffix}").grad
-            if model.cell == "gru":
-                g[f"{prefix}l{k}.b_hn"] = getattr(model.rnn, f"bias_hh_l{k}{suffix}").grad[2 * H:]
+        g.update(stack_grads(model.rnn, model.cell, prefix, suffix))
     return {name: t.detach().numpy() for name, t in g.items()}
 
 

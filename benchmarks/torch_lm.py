@@ -69,38 +69,54 @@ def detach(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
+def put(tensor, array) -> None:
+    """tensor[...] = array, in the tensor's dtype."""
+    tensor.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(tensor.dtype))
+
+
+def load_stack(rnn, cell: str, params: dict, prefix: str = "", suffix: str = "") -> None:
+    """Copy the rnncli stack named prefix + "l{k}.…" into the direction `suffix` ("" or
+    "_reverse") of a PyTorch RNN module: b goes to bias_ih, bias_hh is zero but for GRU's n block,
+    which is b_hn. Call under torch.no_grad()."""
+    H = rnn.hidden_size
+    for k in range(rnn.num_layers):
+        put(getattr(rnn, f"weight_ih_l{k}{suffix}"), params[f"{prefix}l{k}.W_xh"])
+        put(getattr(rnn, f"weight_hh_l{k}{suffix}"), params[f"{prefix}l{k}.W_hh"])
+        put(getattr(rnn, f"bias_ih_l{k}{suffix}"), params[f"{prefix}l{k}.b"])
+        bias_hh = getattr(rnn, f"bias_hh_l{k}{suffix}")
+        bias_hh.zero_()
+        if cell == "gru":
+            put(bias_hh[2 * H:], params[f"{prefix}l{k}.b_hn"])
+
+
+def stack_grads(rnn, cell: str, prefix: str = "", suffix: str = "") -> dict:
+    """The gradients of one direction of a PyTorch RNN module under rnncli's names (tensors).
+    rnncli's b enters where bias_ih does, so its gradient is bias_ih's; GRU's b_hn is the n block
+    of bias_hh."""
+    H = rnn.hidden_size
+    g = {}
+    for k in range(rnn.num_layers):
+        g[f"{prefix}l{k}.W_xh"] = getattr(rnn, f"weight_ih_l{k}{suffix}").grad
+        g[f"{prefix}l{k}.W_hh"] = getattr(rnn, f"weight_hh_l{k}{suffix}").grad
+        g[f"{prefix}l{k}.b"] = getattr(rnn, f"bias_ih_l{k}{suffix}").grad
+        if cell == "gru":
+            g[f"{prefix}l{k}.b_hn"] = getattr(rnn, f"bias_hh_l{k}{suffix}").grad[2 * H:]
+    return g
+
+
 def load_rnncli_params(model: CharLM, params: dict) -> None:
     """Copy rnncli parameters into the PyTorch model (see the module docstring), in its dtype."""
-    H = model.rnn.hidden_size
-
-    def put(tensor, array):
-        tensor.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(tensor.dtype))
-
     with torch.no_grad():
         put(model.embed.weight, params["embed"])
-        for k in range(model.rnn.num_layers):
-            put(getattr(model.rnn, f"weight_ih_l{k}"), params[f"l{k}.W_xh"])
-            put(getattr(model.rnn, f"weight_hh_l{k}"), params[f"l{k}.W_hh"])
-            put(getattr(model.rnn, f"bias_ih_l{k}"), params[f"l{k}.b"])
-            bias_hh = getattr(model.rnn, f"bias_hh_l{k}")
-            bias_hh.zero_()
-            if model.cell == "gru":
-                bias_hh[2 * H:] = torch.from_numpy(np.ascontiguousarray(params[f"l{k}.b_hn"])).to(bias_hh.dtype)
+        load_stack(model.rnn, model.cell, params)
         put(model.head.weight, params["W_hy"])
         put(model.head.bias, params["b_y"])
 
 
 def grads_as_rnncli(model: CharLM) -> dict:
-    """The PyTorch gradients under rnncli's names. rnncli's b enters where bias_ih does, so its
-    gradient is bias_ih's; GRU's b_hn is the n block of bias_hh."""
-    H = model.rnn.hidden_size
+    """The PyTorch gradients under rnncli's names (stack_grads)."""
     g = {"embed": model.embed.weight.grad, "W_hy": model.head.weight.grad, "b_y": model.head.bias.grad}
-    for k in range(model.rnn.num_layers):
-        g[f"l{k}.W_xh"] = getattr(model.rnn, f"weight_ih_l{k}").grad
-        g[f"l{k}.W_hh"] = getattr(model.rnn, f"weight_hh_l{k}").grad
-        g[f"l{k}.b"] = getattr(model.rnn, f"bias_ih_l{k}").grad
-        if model.cell == "gru":
-            g[f"l{k}.b_hn"] = getattr(model.rnn, f"bias_hh_l{k}").grad[2 * H:]
+    g.update(stack_grads(model.rnn, model.cell))
     return {name: t.detach().numpy() for name, t in g.items()}
 
 
