@@ -446,18 +446,17 @@ def versions() -> dict:
 def describe(r: dict) -> str:
     c = r["case"]
     if r.get("kind") == "classifier":
-        text = f"{r['name']:<14} threads={r['threads']}  rnncli {r['rnncli']['texts_per_sec']:>8,.1f} texts/s"
-        if "torch" in r:
-            text += f"  torch {r['torch']['texts_per_sec']:>8,.1f} texts/s  ratio {r['ratio']:.2f}x"
-            if r.get("target"):
-                text += f" (target {r['target']:g}x: {'met' if r['met'] else 'NOT met'})"
-        return text + f"  [{c['cell']} bi 1x{c['hidden']}, {c['texts']} texts]"
-    text = f"{r['name']:<10} threads={r['threads']}  rnncli {r['rnncli']['chars_per_sec']:>10,.0f} chars/s"
+        key, unit, spec, name = "texts_per_sec", "texts/s", "8,.1f", f"{r['name']:<14}"
+        shape = f"{c['cell']} bi 1x{c['hidden']}, {c['texts']} texts"
+    else:
+        key, unit, spec, name = "chars_per_sec", "chars/s", "10,.0f", f"{r['name']:<10}"
+        shape = f"{c['cell']} {c['layers']}x{c['hidden']}"
+    text = f"{name} threads={r['threads']}  rnncli {r['rnncli'][key]:>{spec}} {unit}"
     if "torch" in r:
-        text += f"  torch {r['torch']['chars_per_sec']:>10,.0f} chars/s  ratio {r['ratio']:.2f}x"
+        text += f"  torch {r['torch'][key]:>{spec}} {unit}  ratio {r['ratio']:.2f}x"
         if r.get("target"):
             text += f" (target {r['target']:g}x: {'met' if r['met'] else 'NOT met'})"
-    return text + f"  [{c['cell']} {c['layers']}x{c['hidden']}]"
+    return text + f"  [{shape}]"
 
 
 def case_label(c: dict) -> str:
