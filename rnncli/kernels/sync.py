@@ -15,7 +15,7 @@ was descheduled does not hold a core that the partner needs.
 """
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -98,11 +98,3 @@ def _wait_compiled(barrier, parties):
             _relax(spins)
             spins += 1
     return impl
-
-
-@njit(cache=True, nogil=True)
-def meet(barrier, parties, rounds):
-    """Wait `rounds` times in a row: what a thread that has no share of a loop still owes the
-    others (tests, and the cost of one meeting in benchmarks)."""
-    for _ in range(rounds):
-        wait(barrier, parties)
