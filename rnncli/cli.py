@@ -12,7 +12,7 @@ import sys
 import click
 
 from rnncli import __version__
-from rnncli.config import (ACTIVATIONS, CELLS, CLASS_WEIGHTS, GLOVE_MATCHES, STEM_VECTORS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, SCHEDULES, TOKENIZERS,
+from rnncli.config import (ACTIVATIONS, CELLS, CLASS_WEIGHTS, GLOVE_MATCHES, GRU_FROM_CHARS, GRU_LR, STEM_VECTORS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, SCHEDULES, TOKENIZERS,
                            ClassifyConfig, GradcheckConfig, ModelConfig, OptimConfig, TrainConfig)
 from rnncli.errors import RnnError
 
@@ -190,14 +190,15 @@ MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation"
                  "seq_len", "batch_size", "optimizer", "lr", "schedule", "lr_final", "lr_decay", "decay_after",
                  "clip", "state_reset", "streams", "ema", "val_fraction", "seed", "on_decode_error")
 # train options the recipe chooses (from the corpus size and measured speed) unless given
-AUTO_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "dropout": "dropout"}
+AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_layers", "dropout": "dropout",
+                "lr": "lr", "eval_every": "eval_every"}
 
 
 # ---------------------------------------------------------------- train
 
 @main.command(context_settings=CONTEXT)
 @click.argument("corpus", required=False, type=InputFile())
-@click.option("--cell", type=click.Choice(CELLS), default=M_DEF.cell, help="Recurrent cell.")
+@click.option("--cell", type=click.Choice(CELLS), default=M_DEF.cell, show_default=f"chosen: gru for texts of {GRU_FROM_CHARS:,} characters and more; {M_DEF.cell} below", help="Recurrent cell.")
 @click.option("--hidden-size", type=click.IntRange(1, MAX_SIZE), default=M_DEF.hidden_size, show_default=f"chosen for the corpus and budget; {M_DEF.hidden_size} without one", help="Units per layer (rnn_size).")
 @click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=M_DEF.num_layers, show_default=f"chosen; {M_DEF.num_layers} without a budget", help="Stacked recurrent layers (num_layers).")
 @click.option("--embedding-size", type=click.IntRange(0, MAX_SIZE), default=M_DEF.embedding_size, help="Character vector size; 0 feeds one-hot vectors.")
@@ -206,7 +207,7 @@ AUTO_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "dropout":
 @click.option("--seq-len", type=click.IntRange(min=1), default=T_DEF.seq_len, help="Characters per BPTT chunk (seq_length).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=T_DEF.batch_size, help="Streams trained side by side.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=O_DEF.optimizer, help="Update rule.")
-@click.option("--lr", type=Finite(min=0, min_open=True), default=O_DEF.lr, help="Learning rate (learning_rate).")
+@click.option("--lr", type=Finite(min=0, min_open=True), default=O_DEF.lr, show_default=f"{O_DEF.lr:g}; {GRU_LR:g} for gru with adam", help="Learning rate (learning_rate).")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=O_DEF.schedule, help="Learning-rate schedule: cosine decays to the end of the nearest limit (time budget, steps, epochs); step multiplies by --lr-decay each epoch.")
 @click.option("--lr-final", type=Finite(0, 1), default=O_DEF.lr_final, help="cosine: the last rate, as a fraction of --lr.")
 @click.option("--lr-decay", type=Finite(0, 1, min_open=True), default=O_DEF.lr_decay, help="step: multiply the rate by this once per epoch...")
@@ -220,7 +221,7 @@ AUTO_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "dropout":
 @click.option("--max-steps", type=click.IntRange(min=0), default=T_DEF.max_steps, help="Stop after this many steps (0 = no limit).")
 @click.option("--max-time", type=Duration(), default=Duration.format(T_DEF.max_time), help="Stop after this much training time, e.g. 90s, 10m, 1.5h (0 = no limit).")
 @click.option("--val-fraction", type=Finite(0, 1, max_open=True), default=T_DEF.val_fraction, help="Share of the text, from its end, held out for validation.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=T_DEF.eval_every, help="Steps between evaluations and checkpoints (eval_val_every).")
+@click.option("--eval-every", type=click.IntRange(min=1), default=T_DEF.eval_every, show_default=f"{T_DEF.eval_every}, or a multiple of it that keeps evaluations under 4% of the training time", help="Steps between evaluations and checkpoints (eval_val_every).")
 @click.option("--eval-chars", type=click.IntRange(min=0), default=T_DEF.eval_chars, help="Validation characters scored per evaluation (0 = all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for run folders (checkpoint_dir).")
 @click.option("--seed", type=SEED, default=T_DEF.seed, help="Random seed.")

@@ -18,7 +18,7 @@ import numpy as np
 
 from rnncli import blas, checkpoint
 from rnncli import model as M
-from rnncli.config import ModelConfig, OptimConfig, TrainConfig, from_json, model_config_from_dict
+from rnncli.config import GRU_FROM_CHARS, GRU_LR, ModelConfig, OptimConfig, TrainConfig, from_json, model_config_from_dict
 from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
 from rnncli.optim import SLOTS, Optimizer, WeightAverage, clip_global_norm
 from rnncli.sample import lm_from_arrays, preview
@@ -96,6 +96,15 @@ class _Interrupt:
         return False
 
 
+def eval_stride(eval_seconds: float, step_seconds: float, eval_every: int) -> int:
+    """How many eval_every-step spans to train before the next evaluation, so that evaluating
+    (and checkpointing) takes at most EVAL_SHARE of the training time: 1 when it is cheap; more
+    on a large validation text, whose scoring would otherwise eat the budget's steps."""
+    if step_seconds <= 0:
+        return 1
+    return max(1, math.ceil(eval_seconds / (EVAL_SHARE * step_seconds * eval_every)))
+
+
 def lr_at(optim: OptimConfig, epoch: int, done: float = 0.0) -> float:
     """The learning rate at this point of the run. done in [0, 1]: the share of the run's
     nearest limit used so far (run_fraction). cosine: from lr down to lr·lr_final at done = 1;
@@ -127,8 +136,19 @@ def run_fraction(cfg: TrainConfig, step: int, epochs_done: float, seconds: float
 SIZES = ((1, 128), (2, 128), (2, 256), (2, 384), (2, 512))
 # A model is trained enough in the budget when it reads at least this many characters per
 # parameter, and is not much larger than its text: at most this many parameters per character.
-CHARS_PER_PARAM = 2.0
+# 4, not 2: on tiny Shakespeare a GRU 2×384 that read 2.4 characters per parameter in ten
+# minutes ended at 1.496 nats/char, the 2×256 that read 10 at 1.473 (README, "The recipe").
+CHARS_PER_PARAM = 4.0
 PARAMS_PER_CHAR = 5.0
+# Dropout grows by this much each time the run reuses each character per parameter twice as
+# often. 0.05, not 0.08: on tiny Shakespeare the GRU 2×256 (lr 0.004) ended at 1.465 with dropout
+# 0.1 and at 1.482 with the 0.2 that 0.08 gave at full speed (ten-minute runs, README).
+DROPOUT_PER_DOUBLING = 0.05
+# With --eval-every left to the recipe, evaluations and checkpoints take at most this share of
+# the training time (whole-text scoring of a 10% split took 9% of a ten-minute run at 200 steps).
+EVAL_SHARE = 0.04
+# Timed steps of the start-up speed probe: at least these, more while under its seconds.
+PROBE_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -146,7 +166,7 @@ def choose_recipe(base: ModelConfig, auto, train_chars: int, vocab_size: int, ba
     Size: the largest of SIZES that still reads CHARS_PER_PARAM characters per parameter in the
     budget (speed scaled from base by the matrix-product FLOPs) and has at most PARAMS_PER_CHAR
     parameters per training character. Dropout grows with how often the run will reuse each
-    character per parameter: 0.08 · log2(epochs · parameters / characters), in [0, 0.5], in
+    character per parameter: DROPOUT_PER_DOUBLING · log2(epochs · parameters / characters), in [0, 0.5], in
     steps of 0.05.
     """
     from rnncli.bench import train_flops  # leaf of the core, imported only for the recipe
@@ -181,25 +201,40 @@ def choose_recipe(base: ModelConfig, auto, train_chars: int, vocab_size: int, ba
         n, cps = params_of(cfg), speed_of(cfg)
         epochs = cps * budget / max(1, train_chars)
         reuse = epochs * n / max(1, train_chars)
-        dropout = 0.0 if reuse <= 1 else min(0.5, round(round(0.08 * math.log2(reuse) / 0.05) * 0.05, 2))
+        dropout = 0.0 if reuse <= 1 else min(0.5, round(round(DROPOUT_PER_DOUBLING * math.log2(reuse) / 0.05) * 0.05, 2))
         cfg = replace(cfg, dropout=dropout)
         reasons.append(f"dropout {dropout:.2f}: about {epochs:.1f} passes over the text with "
                        f"{n / max(1, train_chars):.2f} parameters per character")
     return Recipe(cfg, tuple(reasons))
 
 
+def choose_cell(base: ModelConfig, train_chars: int) -> tuple:
+    """(base with the cell for a training text of train_chars characters, the reason): gru from
+    GRU_FROM_CHARS training characters, base's cell below. A GRU step costs three gate blocks
+    to the LSTM's four; on texts of 100 KB and more, read a few dozen times or fewer in the
+    budget, it learned more than the LSTM, while on texts of about 30 KB, read hundreds of
+    times under heavy dropout, the two tied (measurements: README, "Choosing the cell")."""
+    cell = "gru" if train_chars >= GRU_FROM_CHARS else base.cell
+    side = "≥" if cell == "gru" else "<"
+    return replace(base, cell=cell), (f"cell {cell}: {train_chars:,} training characters "
+                                      f"({side} {GRU_FROM_CHARS:,}: gru from there, {base.cell} below)",)
+
+
 def measure_speed(cfg: ModelConfig, vocab_size: int, batch_size: int, seq_len: int, rng: np.random.Generator,
-                  seconds: float = 1.5) -> float:
+                  seconds: float = 2.0) -> float:
     """Training chars/s of cfg on this machine now: forward, backward, clip and Adam on random
-    chunks, after one untimed step (which also compiles the kernels, cached after the first run)."""
+    chunks, after one untimed step (which also compiles the kernels, cached after the first run).
+
+    From the median step time of at least PROBE_STEPS timed steps: one slow step (another
+    process taking a core, a page fault) must not move the recipe to another model size."""
     shapes = M.lm_shapes(cfg, vocab_size)
     params = M.init_params(cfg, shapes, rng, DTYPE)
     grads = M.zeros_like_params(params)
     opt = Optimizer(OptimConfig(), params)
     work = M.Workspace(DTYPE)
     state = M.zero_state(cfg, batch_size, DTYPE)
-    steps, spent = 0, 0.0
-    while steps < 2 or (spent < seconds and steps < 20):
+    times = []  # the first step compiles or warms up: not counted
+    while len(times) <= PROBE_STEPS or (sum(times[1:]) < seconds and len(times) <= 4 * PROBE_STEPS):
         ids = rng.integers(0, vocab_size, size=(seq_len + 1, batch_size)).astype(np.int32)
         t0 = time.perf_counter()
         for g in grads.values():
@@ -209,10 +244,8 @@ def measure_speed(cfg: ModelConfig, vocab_size: int, batch_size: int, seq_len: i
                             state, work, masks)
         clip_global_norm(grads, 5.0)
         opt.step(params, grads, 1e-3)
-        if steps:  # the first step compiles or warms up
-            spent += time.perf_counter() - t0
-        steps += 1
-    return batch_size * seq_len * (steps - 1) / max(spent, 1e-9)
+        times.append(time.perf_counter() - t0)
+    return batch_size * seq_len / max(float(np.median(times[1:])), 1e-9)
 
 
 def evaluate(cfg: ModelConfig, params: dict, ids: np.ndarray, batch_size: int, seq_len: int,
@@ -488,6 +521,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         return ev
 
     last_eval = None
+    next_eval = cfg.eval_every * (progress.step // cfg.eval_every + 1)  # the step of the next evaluation
     with _Interrupt() as interrupt:
         while not cfg.epochs or progress.epoch < cfg.epochs:
             while progress.chunk < batches.chunks:
@@ -534,8 +568,12 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
                 window_time += dt
                 progress.step_seconds += dt
                 reporter.step(progress.step, loss, chars_per_step / dt if dt > 0 else 0.0, lr)
-                if progress.step % cfg.eval_every == 0:
+                if progress.step >= next_eval:
+                    step_seconds = window_time / max(1, window_steps)
                     last_eval = run_eval()
+                    next_eval = progress.step + cfg.eval_every * (
+                        eval_stride(eval_seconds, step_seconds, cfg.eval_every)
+                        if "eval_every" in cfg.auto and dp is None else 1)  # ranks must agree: steps only
                     if cfg.patience and len(val_ids) and stale >= cfg.patience:
                         stop_reason = "early-stop"
                         break
@@ -581,7 +619,16 @@ def _apply_recipe(cfg: TrainConfig, corpus, entered: float) -> tuple:
     """cfg with the settings in cfg.auto chosen for this corpus and machine, and the reasons."""
     n_train = split_train_val(len(corpus), cfg.val_fraction)
     B, T, _ = fit_batches(max(2, n_train), cfg.batch_size, cfg.seq_len)
-    base = cfg.model
+    base, chosen = cfg.model, ()
+    if "cell" in cfg.auto:
+        base, chosen = choose_cell(base, n_train)
+        cfg = replace(cfg, model=base)
+    if "lr" in cfg.auto and base.cell == "gru" and cfg.optim.optimizer == "adam":
+        cfg = replace(cfg, optim=replace(cfg.optim, lr=GRU_LR))
+        chosen += (f"lr {GRU_LR:g}: Adam's rate for a GRU ({OptimConfig().lr:g} for the other cells), "
+                   f"which learned more per step at it in paired runs",)
+    if not {"hidden_size", "num_layers", "dropout"} & set(cfg.auto):
+        return cfg, chosen  # nothing left that needs the speed probe
     cps = measure_speed(base, corpus.vocab.size, B, T, np.random.default_rng(0))
     spent = time.perf_counter() - entered  # loading, compiling and this probe
     if cfg.max_time:
@@ -593,11 +640,11 @@ def _apply_recipe(cfg: TrainConfig, corpus, entered: float) -> tuple:
             steps = min(steps, cfg.epochs * max(1, (n_train - 1) // B // T))
         seconds = steps * B * T / cps
     else:
-        return cfg, (f"no time, step or epoch limit: the model is kept as given "
-                     f"({base.num_layers}×{base.hidden_size}, dropout {base.dropout:g})",)
+        return cfg, chosen + (f"no time, step or epoch limit: the size is kept as given "
+                              f"({base.num_layers}×{base.hidden_size}, dropout {base.dropout:g})",)
     recipe = choose_recipe(base, cfg.auto, n_train, corpus.vocab.size, B, T, cps, seconds)
-    speed = f"measured {cps:,.0f} chars/s for {base.num_layers}×{base.hidden_size} on this machine"
-    return replace(cfg, model=recipe.model), (speed,) + recipe.reasons
+    speed = f"measured {cps:,.0f} chars/s for {base.cell} {base.num_layers}×{base.hidden_size} on this machine"
+    return replace(cfg, model=recipe.model), chosen + (speed,) + recipe.reasons
 
 
 def _describe_schedule(cfg: TrainConfig) -> str:

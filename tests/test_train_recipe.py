@@ -110,7 +110,7 @@ def test_recipe_grows_the_model_with_the_budget_and_caps_it_by_the_text():
 
 
 def test_recipe_dropout_rises_as_the_text_gets_shorter():
-    dropouts = [recipe(n, 20_000).model.dropout for n in (20_000_000, 3_000_000, 1_000_000, 200_000)]
+    dropouts = [recipe(n, 20_000).model.dropout for n in (20_000_000, 3_000_000, 1_000_000, 200_000, 30_000)]
     assert dropouts == sorted(dropouts)
     assert dropouts[0] == 0.0 and dropouts[-1] == 0.5
     assert all(0 <= d <= 0.5 for d in dropouts)
@@ -222,8 +222,9 @@ def test_cli_explicit_options_win_over_the_recipe(tmp_path, corpus_file):
 
     stderr, meta = run(out="a")
     assert "chosen: dropout" in stderr and "chosen: model" not in stderr  # size given, dropout not
+    assert "chosen: cell lstm" in stderr  # a small text: the default cell, said
     assert meta["model"]["hidden_size"] == 8
-    stderr, meta = run("--dropout", "0.1", out="b")
+    stderr, meta = run("--dropout", "0.1", "--cell", "lstm", out="b")
     assert "chosen:" not in stderr
     assert meta["model"]["dropout"] == 0.1
 
@@ -242,3 +243,63 @@ def test_time_budget_keeps_room_for_the_last_evaluation(tmp_path, corpus_file, m
     spent = time.perf_counter() - t0
     assert result.stop_reason == "max-time"
     assert spent < 2.0 + 0.3, spent  # the final evaluation (0.4 s) fits inside the 2 s
+
+
+def test_recipe_cell_gru_for_large_texts_default_below():
+    from rnncli.config import GRU_FROM_CHARS
+
+    small, why_small = TR.choose_cell(ModelConfig(cell="lstm"), GRU_FROM_CHARS - 1)
+    large, why_large = TR.choose_cell(ModelConfig(cell="lstm"), GRU_FROM_CHARS)
+    assert small.cell == "lstm" and large.cell == "gru"
+    assert (large.hidden_size, large.num_layers, large.dropout) == (small.hidden_size, small.num_layers, small.dropout)
+    assert why_small[0].startswith("cell lstm") and why_large[0].startswith("cell gru")
+
+
+def test_train_chooses_the_cell_only_when_left_to_it(tmp_path):
+    from rnncli.config import GRU_FROM_CHARS, GRU_LR
+
+    rng = np.random.default_rng(0)
+    text = "".join(rng.choice(list("abcdefgh \n"), size=int(GRU_FROM_CHARS / 0.8) + 1000))
+    path = tmp_path / "large.txt"
+    path.write_text(text)
+    chosen = {}
+    for auto in (("cell", "lr"), ("cell",), ()):
+        seen = {}
+
+        class Start(TR.Reporter):
+            def start(self, info):
+                seen.update(info)
+
+        result = TR.train(tiny_cfg(tmp_path, max_steps=1, auto=auto), [str(path)], reporter=Start())
+        meta = TR.checkpoint.load(result.latest)[1]
+        chosen[auto] = (meta["model"]["cell"], meta["config"]["optim"]["lr"])
+        if auto:
+            assert any(r.startswith("cell gru") for r in seen["recipe"])
+    assert chosen[("cell", "lr")] == ("gru", GRU_LR)  # the recipe's rate for the cell it chose
+    assert chosen[("cell",)] == ("gru", OptimConfig().lr)  # --lr given: kept
+    assert chosen[()] == ("lstm", OptimConfig().lr)
+
+
+def test_eval_stride_keeps_evaluations_under_their_share():
+    assert TR.eval_stride(0.1, 0.2, 200) == 1  # cheap: every eval_every steps
+    k = TR.eval_stride(3.9, 0.19, 200)  # whole 10% of tiny Shakespeare at 2 threads
+    assert k == math.ceil(3.9 / (TR.EVAL_SHARE * 0.19 * 200)) and k > 1
+    assert 3.9 / (k * 200 * 0.19) <= TR.EVAL_SHARE < 3.9 / ((k - 1) * 200 * 0.19)  # the fewest spans that do
+    assert TR.eval_stride(5.0, 0.0, 200) == 1
+
+
+def test_slow_evaluations_are_spaced_out_only_when_left_to_the_run(tmp_path, corpus_file, monkeypatch):
+    import time
+
+    def slow_evaluate(*a, **k):
+        time.sleep(0.05)  # far over 4% of a tiny model's few milliseconds of steps
+        return 2.0
+
+    monkeypatch.setattr(TR, "evaluate", slow_evaluate)
+    steps = {}
+    for auto in (("eval_every",), ()):
+        result = TR.train(tiny_cfg(tmp_path / str(len(auto)), max_steps=12, patience=0, auto=auto), [corpus_file])
+        steps[auto] = [s for s, _ in result.history["val"]]
+    assert steps[()] == [3, 6, 9, 12]
+    assert steps[("eval_every",)][0] == 3 and steps[("eval_every",)][-1] == 12  # the first, and the last
+    assert len(steps[("eval_every",)]) < 4
