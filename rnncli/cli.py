@@ -12,7 +12,7 @@ import sys
 import click
 
 from rnncli import __version__
-from rnncli.config import (ACTIVATIONS, CELLS, CLASS_WEIGHTS, GLOVE_MATCHES, GRU_FROM_CHARS, GRU_LR, STEM_VECTORS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, SCHEDULES, TOKENIZERS,
+from rnncli.config import (ACTIVATIONS, CELLS, CLASS_WEIGHTS, EVAL_SHARE, GLOVE_MATCHES, GRU_FROM_CHARS, GRU_LR, STEM_VECTORS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, SCHEDULES, TOKENIZERS,
                            ClassifyConfig, GradcheckConfig, ModelConfig, OptimConfig, TrainConfig)
 from rnncli.errors import RnnError
 
@@ -221,7 +221,7 @@ AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_lay
 @click.option("--max-steps", type=click.IntRange(min=0), default=T_DEF.max_steps, help="Stop after this many steps (0 = no limit).")
 @click.option("--max-time", type=Duration(), default=Duration.format(T_DEF.max_time), help="Stop after this much training time, e.g. 90s, 10m, 1.5h (0 = no limit).")
 @click.option("--val-fraction", type=Finite(0, 1, max_open=True), default=T_DEF.val_fraction, help="Share of the text, from its end, held out for validation.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=T_DEF.eval_every, show_default=f"{T_DEF.eval_every}, or a multiple of it that keeps evaluations under 4% of the training time", help="Steps between evaluations and checkpoints (eval_val_every).")
+@click.option("--eval-every", type=click.IntRange(min=1), default=T_DEF.eval_every, show_default=f"{T_DEF.eval_every}, or a multiple of it that keeps evaluations under {EVAL_SHARE:.0%} of the training time", help="Steps between evaluations and checkpoints (eval_val_every).")
 @click.option("--eval-chars", type=click.IntRange(min=0), default=T_DEF.eval_chars, help="Validation characters scored per evaluation (0 = all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for run folders (checkpoint_dir).")
 @click.option("--seed", type=SEED, default=T_DEF.seed, help="Random seed.")

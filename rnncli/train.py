@@ -18,7 +18,7 @@ import numpy as np
 
 from rnncli import blas, checkpoint
 from rnncli import model as M
-from rnncli.config import GRU_FROM_CHARS, GRU_LR, ModelConfig, OptimConfig, TrainConfig, from_json, model_config_from_dict
+from rnncli.config import EVAL_SHARE, GRU_FROM_CHARS, GRU_LR, ModelConfig, OptimConfig, TrainConfig, from_json, model_config_from_dict
 from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
 from rnncli.optim import SLOTS, Optimizer, WeightAverage, clip_global_norm
 from rnncli.sample import lm_from_arrays, preview
@@ -144,9 +144,6 @@ PARAMS_PER_CHAR = 5.0
 # often. 0.05, not 0.08: on tiny Shakespeare the GRU 2×256 (lr 0.004) ended at 1.465 with dropout
 # 0.1 and at 1.482 with the 0.2 that 0.08 gave at full speed (ten-minute runs, README).
 DROPOUT_PER_DOUBLING = 0.05
-# With --eval-every left to the recipe, evaluations and checkpoints take at most this share of
-# the training time (whole-text scoring of a 10% split took 9% of a ten-minute run at 200 steps).
-EVAL_SHARE = 0.04
 # Timed steps of the start-up speed probe: at least these, more while under its seconds.
 PROBE_STEPS = 8
 
