@@ -301,5 +301,32 @@ def test_slow_evaluations_are_spaced_out_only_when_left_to_the_run(tmp_path, cor
         result = TR.train(tiny_cfg(tmp_path / str(len(auto)), max_steps=12, patience=0, auto=auto), [corpus_file])
         steps[auto] = [s for s, _ in result.history["val"]]
     assert steps[()] == [3, 6, 9, 12]
-    assert steps[("eval_every",)][0] == 3 and steps[("eval_every",)][-1] == 12  # the first, and the last
+    assert steps[("eval_every",)][:2] == [3, 6] and steps[("eval_every",)][-1] == 12  # the first two, the last
     assert len(steps[("eval_every",)]) < 4
+
+
+def test_a_slow_first_evaluation_alone_does_not_space_them_out(tmp_path, corpus_file, monkeypatch):
+    """The first evaluation of a run may compile the scoring kernels: its time must not set the
+    spacing. Here it takes 1 s and the others next to nothing, with steps of 50 ms and
+    evaluations allowed as long as the training between them (EVAL_SHARE 1): evaluations stay
+    every eval_every (3) steps. Spaced by the first, the next would come 21 steps later."""
+    import time
+
+    calls = []
+
+    def first_slow(*a, **k):
+        calls.append(1)
+        time.sleep(1.0 if len(calls) == 1 else 0.0)
+        return 2.0
+
+    real_step = TR.M.lm_loss_and_grads
+
+    def slow_step(*a, **k):
+        time.sleep(0.05)
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(TR, "evaluate", first_slow)
+    monkeypatch.setattr(TR.M, "lm_loss_and_grads", slow_step)
+    monkeypatch.setattr(TR, "EVAL_SHARE", 1.0)
+    result = TR.train(tiny_cfg(tmp_path, max_steps=12, patience=0, auto=("eval_every",)), [corpus_file])
+    assert [s for s, _ in result.history["val"]] == [3, 6, 9, 12]
