@@ -332,7 +332,8 @@ class ClassifyCase:
     classes; dropout 0. The data are `texts` synthetic texts (classify_data) in batches of
     similar length (classify.length_batches). A timed unit is one pass over all the batches:
     for task "train" a step per batch (zero the gradients, forward + backward, global-norm
-    clip, Adam), for "infer" the forward pass alone."""
+    clip, Adam), for "infer" the forward pass alone, as a loaded classifier runs it
+    (classify.forward with inference=True and its input tables, made once)."""
 
     name: str
     cell: str = "gru"
@@ -422,6 +423,10 @@ class ClassifyRun:
         self.opt = Optimizer(self.optim, self.params)
         self.work = M.Workspace(DTYPE)
         self.batches = batches if batches is not None else classify_batches(case, seed)
+        # inference runs as a loaded classifier does (classify.Classifier.input_tables): the
+        # input tables, when they pay for a pass, are made once
+        tokens = int(sum(b.lengths.sum() for b in self.batches))
+        self.tables = C.tables_for_pass(self.cfg, self.params, tokens) if case.task == "infer" else None
 
     def train_step(self, b: ClassifyBatch) -> float:
         """One training step on a batch; returns its loss (mean nats per text, before the update)."""
@@ -434,7 +439,8 @@ class ClassifyRun:
         return loss
 
     def logits(self, b: ClassifyBatch) -> np.ndarray:
-        return C.forward(self.cfg, self.params, b.ids, b.rev, b.lengths, self.work)[0]
+        return C.forward(self.cfg, self.params, b.ids, b.rev, b.lengths, self.work, inference=True,
+                         tables=self.tables)[0]
 
     def run(self, passes: int = 1) -> float:
         """Seconds taken by `passes` passes over the batches (training steps or forward passes)."""

@@ -7,7 +7,9 @@ Variable lengths: texts are right-padded. The forward stack never looks ahead, s
 a text cannot change its states; the backward stack reads each text's valid prefix reversed,
 again right-padded. Pooling reads only valid steps. So padding never changes a prediction, and
 padded steps receive exactly zero gradient (their dL/dh is 0 and nothing flows back into them).
-Batches group texts of similar length so little time is spent on padding.
+Batches group texts of similar length so little time is spent on padding; in inference (no
+backward pass), the rows are sorted longest first and each text's loop stops at its length, and
+layer 0 gathers its input projections from tables that fold embedding, weights and bias.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from rnncli import model as M
 from rnncli.config import ClassifyConfig, GradcheckConfig
 from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, RnnError
 from rnncli.kernels import linear as k_lin
+from rnncli.kernels import pool as k_pool
 from rnncli.ngram import NgramPath, choose_mix, fit_candidates, log_softmax, mix, path_from_checkpoint, refit
 from rnncli.optim import Optimizer, clip_global_norm
 from rnncli.text import TokenVocab, match_glove, read_labelled, tokenize
 
 DTYPE = np.float32
+TABLE_BYTES = 512 << 20  # the most memory a classifier's input tables may take (see Classifier.input_tables)
 
 
 # ---------------------------------------------------------------- parameters
@@ -114,11 +118,13 @@ def _pool(cfg: ClassifyConfig, top: np.ndarray, lengths: np.ndarray) -> tuple[np
     T, B, H = top.shape
     if cfg.pooling == "last":
         return top[lengths - 1, np.arange(B)], None
-    valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
     if cfg.pooling == "mean":
+        valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
         return (np.where(valid, top, 0).sum(axis=0) / lengths[:, None]).astype(top.dtype), None
-    arg = np.where(valid, top, -np.inf).argmax(axis=0)
-    return np.take_along_axis(top, arg[None], axis=0)[0], arg
+    feat = np.empty((B, H), top.dtype)
+    arg = np.empty((B, H), np.intp)
+    k_pool.max_over_valid(top, lengths, feat, arg)
+    return feat, arg
 
 
 def _unpool(cfg: ClassifyConfig, d_feat: np.ndarray, lengths: np.ndarray, arg, T: int) -> np.ndarray:
@@ -135,22 +141,37 @@ def _unpool(cfg: ClassifyConfig, d_feat: np.ndarray, lengths: np.ndarray, arg, T
 
 
 def forward(cfg: ClassifyConfig, params: dict, ids: np.ndarray, rev: np.ndarray, lengths: np.ndarray,
-            work: M.Workspace, masks: _Masks | None = None) -> tuple[np.ndarray, dict]:
-    """Logits (B, C) and what the backward pass needs."""
+            work: M.Workspace, masks: _Masks | None = None, inference: bool = False,
+            tables: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Logits (B, C) and what the backward pass needs. inference: no backward pass follows, so
+    each text's recurrent steps stop at its length (the padded steps are skipped, not computed
+    and ignored); the logits are the same. tables: input_tables(cfg, params), to gather layer
+    0's input projections instead of computing them."""
     masks = masks or _Masks()
     mcfg = cfg.model()
     T, B = ids.shape
     E = params["embed"].shape[1]
     dtype = params["embed"].dtype
     zero = M.zero_state(mcfg, B, dtype)
+    ends, order = None, None
+    if inference:  # longest first, so that the texts still running at each step are a prefix of the rows
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        ids, rev, lengths = ids[:, order], rev[:, order], np.asarray(lengths)[order]
+        ends = (np.arange(T)[:, None] < lengths[None, :]).sum(axis=1)
     feats, cache = [], {"arg": [], "inputs": []}
     for prefix, tok, dmask in (("fw.", ids, masks.fw), ("bw.", rev, masks.bw)):
         if prefix == "bw." and not cfg.bidirectional:
             break
-        x = work.get(prefix + "x", (T, B, E))
-        k_lin.gather_rows(params["embed"], tok.reshape(-1), x.reshape(T * B, E))
-        top, _ = M.stack_forward(mcfg, params, x, zero, work, dmask, prefix)
+        if tables is None:
+            x = work.get(prefix + "x", (T, B, E))
+            k_lin.gather_rows(params["embed"], tok.reshape(-1), x.reshape(T * B, E))
+            top, _ = M.stack_forward(mcfg, params, x, zero, work, dmask, prefix, ends=ends)
+        else:
+            x = tok
+            top, _ = M.stack_forward(mcfg, params, tok, zero, work, dmask, prefix, ends=ends, table=tables[prefix])
         feat, arg = _pool(cfg, top, lengths)
+        if order is not None:  # back to the caller's order of rows
+            feat[order] = feat.copy()
         feats.append(feat)
         cache["arg"].append(arg)
         cache["inputs"].append((prefix, tok, x, dmask))
@@ -168,6 +189,25 @@ def forward(cfg: ClassifyConfig, params: dict, ids: np.ndarray, rev: np.ndarray,
     logits = np.empty((B, params["out.W"].shape[0]), dtype)
     k_lin.linear_forward(z, params["out.W"], params["out.b"], logits)
     return logits, cache
+
+
+def input_tables(cfg: ClassifyConfig, params: dict) -> dict:
+    """{direction prefix: layer 0's input table (V, G·H)}: embedding, input weights and bias
+    folded together (model.input_table), so that a forward pass gathers one row per token
+    instead of multiplying each token's embedding. Valid while the weights do not change."""
+    prefixes = ("fw.", "bw.") if cfg.bidirectional else ("fw.",)
+    return {p: M.input_table(params[p + "l0.W_xh"], params[p + "l0.b"], params["embed"]) for p in prefixes}
+
+
+def tables_for_pass(cfg: ClassifyConfig, params: dict, tokens: int) -> dict | None:
+    """input_tables for a forward pass over `tokens` tokens, when they pay; else None. A table
+    costs as much to make as projecting as many tokens as it has rows, so not for fewer; and
+    not beyond TABLE_BYTES of memory."""
+    W_xh = params["fw.l0.W_xh"]
+    size = (2 if cfg.bidirectional else 1) * params["embed"].shape[0] * W_xh.shape[0] * W_xh.itemsize
+    if tokens < params["embed"].shape[0] or size > TABLE_BYTES:
+        return None
+    return input_tables(cfg, params)
 
 
 def loss_and_grads(cfg: ClassifyConfig, params: dict, grads: dict, ids, rev, lengths, targets: np.ndarray,
@@ -216,6 +256,8 @@ class Classifier:
     params: dict
     meta: dict = field(default_factory=dict)
     ngram: NgramPath | None = None  # the linear n-gram model mixed in (ngram.py); None: recurrent only
+    frozen: bool = False  # the weights no longer change (a loaded model): input tables are kept between calls
+    _tables: dict | None = field(default=None, repr=False)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids for the recurrent model (the n-gram path reads the texts themselves)."""
@@ -229,11 +271,21 @@ class Classifier:
             return logp
         work = M.Workspace(DTYPE)
         lengths = np.array([len(s) for s in seqs])
+        tables = self.input_tables(int(lengths.sum()))
         for idx in length_batches(lengths, batch_size, None):
             ids, rev, lens = pad_batch([seqs[i] for i in idx])
-            logits, _ = forward(self.cfg, self.params, ids, rev, lens, work)
+            logits, _ = forward(self.cfg, self.params, ids, rev, lens, work, inference=True, tables=tables)
             logp[idx] = log_softmax(logits.astype(np.float64))
         return logp
+
+    def input_tables(self, tokens: int) -> dict | None:
+        """tables_for_pass; a frozen classifier keeps them for its next calls."""
+        if self._tables is not None:
+            return self._tables
+        tables = tables_for_pass(self.cfg, self.params, tokens)
+        if self.frozen:
+            self._tables = tables
+        return tables
 
     def log_proba(self, texts: list[str]) -> np.ndarray:
         """Log class probabilities of the whole classifier: the recurrent model, mixed with the
@@ -621,7 +673,7 @@ def load_classifier(path: str) -> Classifier:
             ngram = path_from_checkpoint(arrays, meta["ngram"], len(labels))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"{name}: the n-gram path is incomplete or invalid ({e})") from None
-    return Classifier(cfg, vocab, labels, params, meta, ngram)
+    return Classifier(cfg, vocab, labels, params, meta, ngram, frozen=True)
 
 
 def predict_lines(clf: Classifier, lines: list[str]) -> np.ndarray:

@@ -178,7 +178,7 @@ def dropout_masks(cfg: ModelConfig, T: int, B: int, rng: np.random.Generator, dt
 
 # ---------------------------------------------------------------- the layer stack
 
-def _input_table(W_xh: np.ndarray, b: np.ndarray, embed: np.ndarray | None) -> np.ndarray:
+def input_table(W_xh: np.ndarray, b: np.ndarray, embed: np.ndarray | None) -> np.ndarray:
     """(V, G·H): row v is W_xh x + b for token v, x one-hot (embed None) or embed[v]."""
     if embed is None:
         return np.ascontiguousarray(W_xh.T) + b
@@ -189,16 +189,23 @@ def _input_table(W_xh: np.ndarray, b: np.ndarray, embed: np.ndarray | None) -> n
 
 def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarray,
                   work: Workspace, masks: list | None = None, prefix: str = "",
-                  embed: np.ndarray | None = None) -> tuple:
+                  embed: np.ndarray | None = None, ends: np.ndarray | None = None,
+                  table: np.ndarray | None = None) -> tuple:
     """Run all layers over T steps.
 
     x: float (T, B, D) input vectors, or int32 (T, B) token ids, read through `embed` (V, E)
-    when given and as one-hot vectors otherwise.
+    when given and as one-hot vectors otherwise; `table`, when given, is layer 0's
+    input_table for them, made once by the caller (a model whose weights do not change).
     state (L, S, B, H): carried state, read only. masks: dropout masks per layer, or None.
+    ends (T,), optional: step t computes only rows below ends[t] (rows of texts sorted longest
+    first, ends[t] = how many are longer than t); the states of the others, and new_state,
+    are then left unset, so this is for forward passes that read each row's valid steps only
+    and are not followed by stack_backward. None: every row at every step.
     Returns (top, new_state): top (T, B, H) is the last layer's output after its dropout;
     the buffers stay in `work` for stack_backward.
     """
     T, B = x.shape[0], x.shape[1]
+    ends = np.full(T, B, np.int64) if ends is None else np.ascontiguousarray(ends, np.int64)
     G, H, L = cfg.gates, cfg.hidden_size, cfg.num_layers
     code = ACTIVATIONS.index(cfg.activation)
     new_state = np.empty_like(state)
@@ -218,7 +225,8 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
             XP = Hbuf[1:]
         XP2 = XP.reshape(T * B, G * H)
         if layer_in.ndim == 2:  # token ids: a row of the input table per token
-            table, ids = _input_table(W_xh, b, embed), layer_in.reshape(T * B)
+            ids = layer_in.reshape(T * B)
+            table = input_table(W_xh, b, embed) if table is None else table
             blas.over_parts(lambda lo, hi: k_lin.gather_rows(table, ids[lo:hi], XP2[lo:hi]), T * B, ROWS_PER_PART)
         else:
             k_lin.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
@@ -229,15 +237,16 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
         if cfg.cell == "lstm":
             Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
             Cbuf[0] = state[k, 1]
-            _over_shares(work, B, H, lambda *share: k_lstm.forward(XP, Hbuf, Cbuf, W_hh, P_hh, *share))
+            _over_shares(work, B, H, lambda *share: k_lstm.forward(XP, Hbuf, Cbuf, W_hh, P_hh, ends, *share))
             new_state[k, 1] = Cbuf[T]
         elif cfg.cell == "gru":
             gates = work.get(f"{p}gates", (T, B, G * H))
             HN = work.get(f"{p}HN", (T, B, H))
             b_hn = params[p + "b_hn"]
-            _over_shares(work, B, H, lambda *share: k_gru.forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, *share))
+            _over_shares(work, B, H, lambda *share: k_gru.forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, ends,
+                                                                  *share))
         else:
-            _over_shares(work, B, H, lambda *share: k_rnn.forward(Hbuf, W_hh, P_hh, code, *share))
+            _over_shares(work, B, H, lambda *share: k_rnn.forward(Hbuf, W_hh, P_hh, code, ends, *share))
         new_state[k, 0] = Hbuf[T]
         out = Hbuf[1:]
         if masks is not None:

@@ -45,10 +45,11 @@ def texts(lengths, seed=1) -> list:
     return [rng.integers(1, V, size=n).astype(np.int32) for n in lengths]
 
 
-def probabilities(cfg, params, seqs) -> np.ndarray:
-    """(B, C) float64 softmax of the logits of one padded batch."""
+def probabilities(cfg, params, seqs, inference=False, tables=None) -> np.ndarray:
+    """(B, C) float64 softmax of the logits of one padded batch (forward's arguments)."""
     ids, rev, lens = C.pad_batch(seqs)
-    logits, _ = C.forward(cfg, params, ids, rev, lens, M.Workspace(params["embed"].dtype))
+    logits, _ = C.forward(cfg, params, ids, rev, lens, M.Workspace(params["embed"].dtype), inference=inference,
+                          tables=tables)
     z = logits.astype(np.float64)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -258,8 +259,73 @@ def test_padding_invariance_for_any_batch(lengths, cell, pooling, bidirectional,
     cfg, params = tiny(cell, pooling, bidirectional, layers=1, dtype=dtype, seed=seed)
     seqs = texts(lengths, seed)
     together = probabilities(cfg, params, seqs)
+    # inference stops each text at its length and may gather its inputs from the folded tables
+    skipping = probabilities(cfg, params, seqs, inference=True)
+    folded = probabilities(cfg, params, seqs, inference=True, tables=C.input_tables(cfg, params))
     for b, s in enumerate(seqs):
-        np.testing.assert_allclose(together[b], probabilities(cfg, params, [s])[0], rtol=RTOL[dtype])
+        alone = probabilities(cfg, params, [s])[0]
+        np.testing.assert_allclose(together[b], alone, rtol=RTOL[dtype])
+        np.testing.assert_allclose(skipping[b], alone, rtol=RTOL[dtype])
+        np.testing.assert_allclose(folded[b], alone, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_inference_skips_the_padded_steps(cell):
+    """With inference=True the recurrent loop stops each text at its length: states of padded
+    steps are never written (a NaN left there stays), yet the scores are those of each text
+    alone, whatever the order of the rows (forward sorts them longest first and back)."""
+    cfg, params = tiny(cell, "max", True, layers=2, dtype=np.float32)
+    seqs = texts([2, 6, 1, 4], seed=5)
+    ids, rev, lens = C.pad_batch(seqs)
+    work = M.Workspace(np.float32)
+    T, B, H = 6, 4, cfg.hidden_size
+    for prefix in ("fw.", "bw."):
+        for k in range(2):
+            work.get(f"{prefix}l{k}.Hbuf", (T + 1, B, H))[...] = np.nan
+    logits, _ = C.forward(cfg, params, ids, rev, lens, work, inference=True)
+    assert np.isfinite(logits).all()
+    # rows in the order forward ran them: longest first (6, 4, 2, 1). (The vanilla RNN's Hbuf
+    # first receives every step's input projection, padded ones too, so layer 1's input is
+    # finite there.)
+    hbuf = work.get("fw.l1.Hbuf", (T + 1, B, H))
+    for row, n in enumerate([6, 4, 2, 1]):
+        assert np.isfinite(hbuf[1:n + 1, row]).all(), (row, n)
+        if cell != "rnn":
+            assert np.isnan(hbuf[n + 1:, row]).all(), (row, n)
+    for b, s in enumerate(seqs):
+        z = logits[b].astype(np.float64)
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        np.testing.assert_allclose(p, probabilities(cfg, params, [s])[0], rtol=1e-5)
+
+
+def test_max_pool_kernel_matches_numpy():
+    """kernels/pool.py against numpy's argmax over each text's valid steps, ties to the first."""
+    rng = np.random.default_rng(3)
+    T, B, H = 7, 5, 6
+    top = rng.integers(-3, 4, size=(T, B, H)).astype(np.float32)  # small integers: many ties
+    lengths = np.array([7, 1, 3, 5, 2], np.int32)
+    feat, arg = np.empty((B, H), np.float32), np.empty((B, H), np.intp)
+    C.k_pool.max_over_valid(top, lengths, feat, arg)
+    for b, n in enumerate(lengths):
+        np.testing.assert_array_equal(arg[b], top[:n, b].argmax(axis=0))
+        np.testing.assert_array_equal(feat[b], top[:n, b].max(axis=0))
+
+
+def test_input_tables_only_when_they_pay():
+    """A pass over fewer tokens than the vocabulary projects them directly; over more, it
+    gathers from tables made for that pass, or kept from the last pass if the model is frozen
+    (loaded for use), never while it trains."""
+    cfg, params = tiny("lstm", "max", dtype=np.float32)
+    vocab = TokenVocab((PAD, UNK) + tuple("abcdefg"))
+    assert C.tables_for_pass(cfg, params, V - 1) is None
+    tables = C.tables_for_pass(cfg, params, V)
+    assert set(tables) == {"fw.", "bw."} and tables["fw."].shape == (V, 4 * cfg.hidden_size)
+    np.testing.assert_allclose(tables["bw."][5], params["bw.l0.W_xh"] @ params["embed"][5] + params["bw.l0.b"],
+                               rtol=1e-5)
+    training = C.Classifier(cfg, vocab, ("x", "y", "z"), params)
+    assert training.input_tables(100) is not training.input_tables(100)
+    loaded = C.Classifier(cfg, vocab, ("x", "y", "z"), params, frozen=True)
+    assert loaded.input_tables(3) is None and loaded.input_tables(100) is loaded.input_tables(3)
 
 
 def test_rnn_log_proba_puts_each_row_back_in_input_order():

@@ -56,13 +56,14 @@ def step_forward(xp, h_prev, W_hh, P_hh, b_hn, gates, hn, h, u0, u1):
 
 
 @njit(cache=True, nogil=True)
-def forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, lo, hi, u0, u1, barrier, parties):
-    """All T steps for batch rows lo:hi and hidden units u0:u1 (see lstm.forward);
-    P_hh = panel.packed_gates(W_hh, 3). gates (T, B, 3H), HN (T, B, H) written; Hbuf[0] = h_0
-    set by the caller."""
+def forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, ends, lo, hi, u0, u1, barrier, parties):
+    """All T steps for batch rows lo:hi and hidden units u0:u1 (see lstm.forward, also for
+    ends); P_hh = panel.packed_gates(W_hh, 3). gates (T, B, 3H), HN (T, B, H) written;
+    Hbuf[0] = h_0 set by the caller."""
     for t in range(XP.shape[0]):
-        step_forward(XP[t][lo:hi], Hbuf[t][lo:hi], W_hh, P_hh, b_hn, gates[t][lo:hi], HN[t][lo:hi],
-                     Hbuf[t + 1][lo:hi], u0, u1)
+        e = sync.active_rows(ends, t, lo, hi)
+        step_forward(XP[t][lo:e], Hbuf[t][lo:e], W_hh, P_hh, b_hn, gates[t][lo:e], HN[t][lo:e],
+                     Hbuf[t + 1][lo:e], u0, u1)
         sync.wait(barrier, parties)
 
 

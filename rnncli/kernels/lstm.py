@@ -54,16 +54,19 @@ def step_forward(gates, h_prev, c_prev, W_hh, P_hh, c, h, u0, u1):
 
 
 @njit(cache=True, nogil=True)
-def forward(Gates, Hbuf, Cbuf, W_hh, P_hh, lo, hi, u0, u1, barrier, parties):
+def forward(Gates, Hbuf, Cbuf, W_hh, P_hh, ends, lo, hi, u0, u1, barrier, parties):
     """All T steps for batch rows lo:hi and hidden units u0:u1; Hbuf[0], Cbuf[0] = carried
     state set by the caller; P_hh = panel.packed_gates(W_hh, 4), packed once by the caller for
     all worker threads. `parties` threads share rows lo:hi, each its own units, and meet at
     `barrier` after every step, since the next reads all of h_t (kernels/sync.py).
     (The row range, not a view, is how a worker thread gets its rows: a view of some rows is
-    not contiguous, and Numba compiles non-contiguous arrays to scalar code.)"""
+    not contiguous, and Numba compiles non-contiguous arrays to scalar code.)
+    ends (T,): step t computes only rows below ends[t] (see active_rows); the others are left
+    as they were."""
     for t in range(Gates.shape[0]):
-        step_forward(Gates[t][lo:hi], Hbuf[t][lo:hi], Cbuf[t][lo:hi], W_hh, P_hh, Cbuf[t + 1][lo:hi],
-                     Hbuf[t + 1][lo:hi], u0, u1)
+        e = sync.active_rows(ends, t, lo, hi)
+        step_forward(Gates[t][lo:e], Hbuf[t][lo:e], Cbuf[t][lo:e], W_hh, P_hh, Cbuf[t + 1][lo:e],
+                     Hbuf[t + 1][lo:e], u0, u1)
         sync.wait(barrier, parties)
 
 

@@ -41,12 +41,13 @@ def step_forward(h_prev, W_hh, P_hh, code, h, u0, u1):
 
 
 @njit(cache=True, nogil=True)
-def forward(Hbuf, W_hh, P_hh, code, lo, hi, u0, u1, barrier, parties):
-    """All T steps for batch rows lo:hi and hidden units u0:u1 (see lstm.forward);
-    P_hh = panel.packed(W_hh, True). Hbuf (T+1, B, H): h_0 and the input projections in,
-    states out."""
+def forward(Hbuf, W_hh, P_hh, code, ends, lo, hi, u0, u1, barrier, parties):
+    """All T steps for batch rows lo:hi and hidden units u0:u1 (see lstm.forward, also for
+    ends); P_hh = panel.packed(W_hh, True). Hbuf (T+1, B, H): h_0 and the input projections
+    in, states out."""
     for t in range(Hbuf.shape[0] - 1):
-        step_forward(Hbuf[t][lo:hi], W_hh, P_hh, code, Hbuf[t + 1][lo:hi], u0, u1)
+        e = sync.active_rows(ends, t, lo, hi)
+        step_forward(Hbuf[t][lo:e], W_hh, P_hh, code, Hbuf[t + 1][lo:e], u0, u1)
         sync.wait(barrier, parties)
 
 

@@ -15,7 +15,7 @@ was descheduled does not hold a core that the partner needs.
 """
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -98,3 +98,12 @@ def _wait_compiled(barrier, parties):
             _relax(spins)
             spins += 1
     return impl
+
+
+@njit(cache=True, nogil=True)
+def active_rows(ends, t, lo, hi):
+    """The end of the rows of share lo:hi that step t computes: min(hi, ends[t]), at least lo.
+    A batch of texts sorted longest first is active on a prefix of its rows at every step, so
+    a forward pass can stop each text at its length (ends[t] = how many are longer than t); a
+    language model's batch has ends[t] = B throughout."""
+    return max(lo, min(hi, ends[t]))
