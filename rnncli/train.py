@@ -571,7 +571,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
                     last_eval = run_eval()
                     evaluations += 1
                     # Spacing from the second evaluation on: the first may include compiling the
-                    # scoring and sampling kernels (a fresh cache), 20 s that once spaced a whole
+                    # scoring and sampling kernels (a fresh cache), ~16 s that once spaced a whole
                     # ten-minute run's evaluations 2,800 steps apart. Under MPI ranks must agree: steps only.
                     spaced = "eval_every" in cfg.auto and dp is None and evaluations > 1
                     next_eval = progress.step + cfg.eval_every * (
