@@ -425,8 +425,10 @@ class ClassifyRun:
         self.batches = batches if batches is not None else classify_batches(case, seed)
         # inference runs as a loaded classifier does (classify.Classifier.input_tables): the
         # input tables, when they pay for a pass, are made once
-        tokens = int(sum(b.lengths.sum() for b in self.batches))
-        self.tables = C.tables_for_pass(self.cfg, self.params, tokens) if case.task == "infer" else None
+        self.tables = None
+        if case.task == "infer":
+            tokens = int(sum(b.lengths.sum() for b in self.batches))
+            self.tables = C.tables_for_pass(self.cfg, self.params, tokens)
 
     def train_step(self, b: ClassifyBatch) -> float:
         """One training step on a batch; returns its loss (mean nats per text, before the update)."""

@@ -159,16 +159,14 @@ def forward(cfg: ClassifyConfig, params: dict, ids: np.ndarray, rev: np.ndarray,
         ids, rev, lengths = ids[:, order], rev[:, order], np.asarray(lengths)[order]
         ends = (np.arange(T)[:, None] < lengths[None, :]).sum(axis=1)
     feats, cache = [], {"arg": [], "inputs": []}
-    for prefix, tok, dmask in (("fw.", ids, masks.fw), ("bw.", rev, masks.bw)):
-        if prefix == "bw." and not cfg.bidirectional:
-            break
+    for prefix, tok, dmask in zip(_directions(cfg), (ids, rev), (masks.fw, masks.bw)):
         if tables is None:
             x = work.get(prefix + "x", (T, B, E))
             k_lin.gather_rows(params["embed"], tok.reshape(-1), x.reshape(T * B, E))
-            top, _ = M.stack_forward(mcfg, params, x, zero, work, dmask, prefix, ends=ends)
-        else:
+        else:  # token ids, read through layer 0's table
             x = tok
-            top, _ = M.stack_forward(mcfg, params, tok, zero, work, dmask, prefix, ends=ends, table=tables[prefix])
+        top, _ = M.stack_forward(mcfg, params, x, zero, work, dmask, prefix, ends=ends,
+                                 table=None if tables is None else tables[prefix])
         feat, arg = _pool(cfg, top, lengths)
         if order is not None:  # back to the caller's order of rows
             feat[order] = feat.copy()
@@ -191,21 +189,24 @@ def forward(cfg: ClassifyConfig, params: dict, ids: np.ndarray, rev: np.ndarray,
     return logits, cache
 
 
+def _directions(cfg: ClassifyConfig) -> tuple:
+    """The parameter prefixes of the recurrent stacks: forward, and backward if bidirectional."""
+    return ("fw.", "bw.") if cfg.bidirectional else ("fw.",)
+
+
 def input_tables(cfg: ClassifyConfig, params: dict) -> dict:
     """{direction prefix: layer 0's input table (V, G·H)}: embedding, input weights and bias
     folded together (model.input_table), so that a forward pass gathers one row per token
     instead of multiplying each token's embedding. Valid while the weights do not change."""
-    prefixes = ("fw.", "bw.") if cfg.bidirectional else ("fw.",)
-    return {p: M.input_table(params[p + "l0.W_xh"], params[p + "l0.b"], params["embed"]) for p in prefixes}
+    return {p: M.input_table(params[p + "l0.W_xh"], params[p + "l0.b"], params["embed"]) for p in _directions(cfg)}
 
 
 def tables_for_pass(cfg: ClassifyConfig, params: dict, tokens: int) -> dict | None:
     """input_tables for a forward pass over `tokens` tokens, when they pay; else None. A table
     costs as much to make as projecting as many tokens as it has rows, so not for fewer; and
     not beyond TABLE_BYTES of memory."""
-    W_xh = params["fw.l0.W_xh"]
-    size = (2 if cfg.bidirectional else 1) * params["embed"].shape[0] * W_xh.shape[0] * W_xh.itemsize
-    if tokens < params["embed"].shape[0] or size > TABLE_BYTES:
+    V, W_xh = params["embed"].shape[0], params["fw.l0.W_xh"]
+    if tokens < V or len(_directions(cfg)) * V * W_xh.shape[0] * W_xh.itemsize > TABLE_BYTES:
         return None
     return input_tables(cfg, params)
 

@@ -518,7 +518,6 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         return ev
 
     last_eval = None
-    evaluations = 0  # by this process
     next_eval = cfg.eval_every * (progress.step // cfg.eval_every + 1)  # the step of the next evaluation
     with _Interrupt() as interrupt:
         while not cfg.epochs or progress.epoch < cfg.epochs:
@@ -568,12 +567,12 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
                 reporter.step(progress.step, loss, chars_per_step / dt if dt > 0 else 0.0, lr)
                 if progress.step >= next_eval:
                     step_seconds = window_time / max(1, window_steps)
+                    # Spacing from the second evaluation of this process on: the first may include
+                    # compiling the scoring and sampling kernels (a fresh cache), ~16 s that once spaced
+                    # a whole ten-minute run's evaluations 2,800 steps apart. Under MPI ranks must agree:
+                    # steps only.
+                    spaced = "eval_every" in cfg.auto and dp is None and last_eval is not None
                     last_eval = run_eval()
-                    evaluations += 1
-                    # Spacing from the second evaluation on: the first may include compiling the
-                    # scoring and sampling kernels (a fresh cache), ~16 s that once spaced a whole
-                    # ten-minute run's evaluations 2,800 steps apart. Under MPI ranks must agree: steps only.
-                    spaced = "eval_every" in cfg.auto and dp is None and evaluations > 1
                     next_eval = progress.step + cfg.eval_every * (
                         eval_stride(eval_seconds, step_seconds, cfg.eval_every) if spaced else 1)
                     if cfg.patience and len(val_ids) and stale >= cfg.patience:
