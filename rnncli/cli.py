@@ -188,7 +188,7 @@ class Duration(click.ParamType):
 # Options that define the model: fixed by a checkpoint when resuming.
 MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation", "dropout",
                  "seq_len", "batch_size", "optimizer", "lr", "schedule", "lr_final", "lr_decay", "decay_after",
-                 "clip", "state_reset", "streams", "ema", "val_fraction", "seed", "on_decode_error")
+                 "weight_decay", "clip", "state_reset", "streams", "ema", "val_fraction", "seed", "on_decode_error")
 # train options the recipe chooses (from the corpus size and measured speed) unless given
 AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_layers", "dropout": "dropout",
                 "lr": "lr", "eval_every": "eval_every"}
@@ -212,6 +212,7 @@ AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_lay
 @click.option("--lr-final", type=Finite(0, 1), default=O_DEF.lr_final, help="cosine: the last rate, as a fraction of --lr.")
 @click.option("--lr-decay", type=Finite(0, 1, min_open=True), default=O_DEF.lr_decay, help="step: multiply the rate by this once per epoch...")
 @click.option("--decay-after", type=click.IntRange(min=0), default=O_DEF.decay_after, help="...after this many epochs.")
+@click.option("--weight-decay", type=Finite(min=0), default=O_DEF.weight_decay, help="Weight decay: adam shrinks each weight by lr × this per step (decoupled); the others add this × weight to its gradient (0 = off).")
 @click.option("--clip", type=Finite(min=0), default=O_DEF.clip, help="Clip the global gradient norm to this (0 = off).")
 @click.option("--epochs", type=click.IntRange(min=0), default=T_DEF.epochs, help="Most passes over the training text (0 = no limit).")
 @click.option("--patience", type=click.IntRange(min=0), default=T_DEF.patience, help="Stop after this many evaluations without a better validation loss (0 = never).")
@@ -231,7 +232,8 @@ AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_lay
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation summaries; the one-line result is still printed.")
 @click.pass_context
 def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dropout, seq_len,
-          batch_size, optimizer, lr, schedule, lr_final, lr_decay, decay_after, clip, epochs, patience, state_reset,
+          batch_size, optimizer, lr, schedule, lr_final, lr_decay, decay_after, weight_decay, clip, epochs, patience,
+          state_reset,
           ema, streams, max_steps, max_time,
           val_fraction, eval_every, eval_chars, out_dir, seed, threads, resume, on_decode_error, quiet):
     """Train a character-level language model on a UTF-8 text file.
@@ -262,7 +264,7 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
                  "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr, "schedule": cfg.optim.schedule,
                  "lr_final": cfg.optim.lr_final, "state_reset": cfg.state_reset, "streams": cfg.streams, "ema": cfg.ema,
                  "lr_decay": cfg.optim.lr_decay,
-                 "decay_after": cfg.optim.decay_after, "clip": cfg.optim.clip,
+                 "decay_after": cfg.optim.decay_after, "weight_decay": cfg.optim.weight_decay, "clip": cfg.optim.clip,
                  "val_fraction": cfg.val_fraction, "seed": cfg.seed, "on_decode_error": cfg.on_decode_error}
         clash = [n for n in given if ctx.params[n] != saved[n]]
         if clash:
@@ -282,7 +284,7 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
             model=ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=layers,
                               embedding_size=embedding_size, activation=activation, dropout=dropout),
             optim=OptimConfig(optimizer=optimizer, lr=lr, schedule=schedule, lr_final=lr_final, lr_decay=lr_decay,
-                              decay_after=decay_after, clip=clip),
+                              decay_after=decay_after, weight_decay=weight_decay, clip=clip),
             seq_len=seq_len, batch_size=batch_size, val_fraction=val_fraction, seed=seed, state_reset=state_reset,
             streams=streams, ema=ema,
             on_decode_error=on_decode_error, auto=tuple(

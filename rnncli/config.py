@@ -117,6 +117,8 @@ class OptimConfig:
         _check(0 < self.rho < 1, "rho: must be in (0, 1)")
         _check(self.eps > 0, "eps: must be positive")
         _check(self.weight_decay >= 0, "weight-decay: must be 0 or positive")
+        # each step multiplies the weights by 1 - lr·weight_decay: at 1 or more they would flip sign
+        _check(self.lr * self.weight_decay < 1, "weight-decay: lr × weight decay must be below 1")
         return self
 
 

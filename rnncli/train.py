@@ -625,7 +625,7 @@ def _apply_recipe(cfg: TrainConfig, corpus, entered: float) -> tuple:
         base, chosen = choose_cell(base, n_train)
         cfg = replace(cfg, model=base)
     if "lr" in cfg.auto and base.cell == "gru" and cfg.optim.optimizer == "adam":
-        cfg = replace(cfg, optim=replace(cfg.optim, lr=GRU_LR))
+        cfg = replace(cfg, optim=replace(cfg.optim, lr=GRU_LR).validate())
         chosen += (f"lr {GRU_LR:g}: Adam's rate for a GRU ({OptimConfig().lr:g} for the other cells), "
                    f"which learned more per step at it in paired runs",)
     if not {"hidden_size", "num_layers", "dropout"} & set(cfg.auto):
@@ -650,14 +650,15 @@ def _apply_recipe(cfg: TrainConfig, corpus, entered: float) -> tuple:
 
 def _describe_schedule(cfg: TrainConfig) -> str:
     o = cfg.optim
+    decay = f", weight decay {o.weight_decay:g}" if o.weight_decay else ""
     if o.schedule == "cosine":
         limits = [f"{cfg.max_time:.0f} s" if cfg.max_time else "", f"{cfg.max_steps} steps" if cfg.max_steps else "",
                   f"{cfg.epochs} epochs" if cfg.epochs else ""]
         horizon = " or ".join(x for x in limits if x) or "no limit (constant)"
-        return f"lr {o.lr:g} cosine to {o.lr * o.lr_final:.2g} at the end of {horizon}"
+        return f"lr {o.lr:g} cosine to {o.lr * o.lr_final:.2g} at the end of {horizon}{decay}"
     if o.schedule == "step":
-        return f"lr {o.lr:g} × {o.lr_decay:g} per epoch after {o.decay_after}"
-    return f"lr {o.lr:g} constant"
+        return f"lr {o.lr:g} × {o.lr_decay:g} per epoch after {o.decay_after}{decay}"
+    return f"lr {o.lr:g} constant{decay}"
 
 
 def _mean_speed(progress: _Progress, chars_per_step: int) -> float:

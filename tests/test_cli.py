@@ -291,7 +291,7 @@ def test_resumed_run_equals_straight_run(tmp_path, tiny_corpus, corpus, cell, ch
     the two runs here, so this test uses the step schedule.)"""
     text = corpus if chunks is None else short_corpus(tmp_path, tiny_corpus, chunks)
     opts = ["--cell", cell, "--dropout", 0.3, "--seed", 77, "--schedule", "step", "--lr-decay", 0.5,
-            "--decay-after", 0, "--state-reset", 0.2]
+            "--decay-after", 0, "--state-reset", 0.2, "--weight-decay", 0.1]
     straight = train(text, tmp_path / "a", *opts, steps=10, eval_every=5)
     first = train(text, tmp_path / "b", *opts, steps=5, eval_every=5)
     latest_b = os.path.join(os.path.dirname(first), "latest.npz")
@@ -319,6 +319,23 @@ def test_resume_with_a_different_cell_is_a_usage_error(ckpt):
     stderr = fails("train", "--resume", latest, "--cell", "gru", "--max-steps", 8, code=2)
     assert "--cell" in stderr
     assert load_meta(latest)["progress"]["step"] == 6
+
+
+def test_weight_decay_reaches_the_optimizer_and_stays_with_the_run(tmp_path, corpus):
+    """--weight-decay changes the trained weights, is saved with the run, and a resume cannot
+    change it (it is part of the schedule the run was trained with)."""
+    plain = train(corpus, tmp_path / "plain", "--seed", 3)
+    decayed = train(corpus, tmp_path / "decayed", "--seed", 3, "--weight-decay", 2.0)
+    latest = os.path.join(os.path.dirname(decayed), "latest.npz")
+    assert load_meta(latest)["config"]["optim"]["weight_decay"] == 2.0
+    a = load_arrays(os.path.join(os.path.dirname(plain), "latest.npz"))
+    b = load_arrays(latest)
+    # the same seed and data: only the decay can make the weights differ, and it shrinks them
+    assert np.linalg.norm(b["param/l0.W_hh"]) < np.linalg.norm(a["param/l0.W_hh"])
+    stderr = fails("train", "--resume", latest, "--weight-decay", 0, "--max-steps", 8, code=2)
+    assert "--weight-decay" in stderr
+    invoke("train", "--resume", latest, "--weight-decay", 2.0, "--max-steps", 8, "--quiet")
+    assert load_meta(latest)["progress"]["step"] == 8
 
 
 def test_resume_with_the_suggested_command_keeps_the_run_limits(tmp_path, tiny_corpus, monkeypatch):

@@ -345,7 +345,8 @@ TRAIN_BAD = [
     ("--hidden-size", "-1"), ("--hidden-size", HUGE), ("--layers", "0"), ("--layers", "-3"), ("--layers", HUGE),
     ("--embedding-size", "-1"), ("--embedding-size", HUGE), ("--seq-len", "-1"), ("--batch-size", "0"),
     ("--batch-size", "-2"), ("--lr", "nan"), ("--lr", "inf"), ("--lr-decay", "0"), ("--lr-decay", "1.5"),
-    ("--lr-decay", "nan"), ("--decay-after", "-1"), ("--clip", "-1"), ("--clip", "nan"), ("--epochs", "-1"),
+    ("--lr-decay", "nan"), ("--decay-after", "-1"), ("--clip", "-1"), ("--clip", "nan"), ("--weight-decay", "-1"), ("--weight-decay", "nan"),
+    ("--epochs", "-1"),
     ("--patience", "-1"), ("--state-reset", "1"), ("--state-reset", "nan"), ("--lr-final", "1.5"),
     ("--schedule", "linear"), ("--streams", "-1"), ("--max-steps", "-1"), ("--max-time", "nan"), ("--max-time", "inf"), ("--val-fraction", "-0.1"),
     ("--val-fraction", "1"), ("--val-fraction", "nan"), ("--eval-every", "0"), ("--eval-chars", "-1"),
@@ -360,6 +361,17 @@ def test_train_option_bounds(world, tmp_path, option, value):
         stderr = refused("train", world["corpus"], *LM_TINY, option, value, "--out", tmp_path / "runs", code=2)
     assert option in stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_weight_decay_that_would_flip_the_weights_is_refused(world, tmp_path):
+    """Each step multiplies the weights by 1 - lr × weight decay: from 1 on they would change sign.
+    The GRU's rate (0.004, chosen after the options are read) is checked too: 300 × 0.002 passes
+    the first check and 300 × 0.004 must not."""
+    for extra in (["--weight-decay", "1000"], ["--weight-decay", "300", "--cell", "gru"]):
+        with deadline(20):
+            stderr = refused("train", world["corpus"], *LM_TINY, *extra, "--out", tmp_path / "runs", code=1)
+        assert "weight decay" in stderr
+        assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("args", [["--temp", "nan"], ["--temp", "inf"], ["--temp", "-inf"], ["--temp", "-0.5"],
@@ -458,7 +470,8 @@ def test_divergence_after_a_resume_keeps_both_checkpoints_byte_identical(world, 
 
 
 def test_classifier_divergence_is_one_line_and_saves_nothing(world, tmp_path):
+    # no weight decay: with it, lr 1e30 is refused before training (lr × decay must be below 1)
     stderr = refused("classify", "train", world["data"], *CLF_TINY, "--epochs", 3, "--lr", "1e30", "--optimizer", "sgd",
-                     "--clip", 0, "--out", tmp_path / "runs", "--quiet", code=1)
+                     "--weight-decay", 0, "--clip", 0, "--out", tmp_path / "runs", "--quiet", code=1)
     assert any(word in stderr.lower() for word in ("nan", "inf", "non-finite", "diverg"))
     assert glob.glob(str(tmp_path / "runs" / "*" / "*.npz")) == []
