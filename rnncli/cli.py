@@ -12,7 +12,7 @@ import sys
 import click
 
 from rnncli import __version__
-from rnncli.config import (ACTIVATIONS, CELLS, CLASS_WEIGHTS, EVAL_SHARE, GLOVE_MATCHES, GRU_FROM_CHARS, GRU_LR, STEM_VECTORS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, SCHEDULES, TOKENIZERS,
+from rnncli.config import (ACTIVATIONS, CELLS, CLASS_WEIGHTS, EVAL_SHARE, GLOVE_MATCHES, GRU_FROM_CHARS, GRU_LR, LM_WEIGHT_DECAY, STEM_VECTORS, MAX_LAYERS, MAX_SIZE, OPTIMIZERS, POOLINGS, SCHEDULES, TOKENIZERS,
                            ClassifyConfig, GradcheckConfig, ModelConfig, OptimConfig, TrainConfig)
 from rnncli.errors import RnnError
 
@@ -191,7 +191,7 @@ MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation"
                  "weight_decay", "clip", "state_reset", "streams", "ema", "val_fraction", "seed", "on_decode_error")
 # train options the recipe chooses (from the corpus size and measured speed) unless given
 AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_layers", "dropout": "dropout",
-                "lr": "lr", "eval_every": "eval_every"}
+                "lr": "lr", "weight_decay": "weight_decay", "eval_every": "eval_every"}
 
 
 # ---------------------------------------------------------------- train
@@ -212,7 +212,7 @@ AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_lay
 @click.option("--lr-final", type=Finite(0, 1), default=O_DEF.lr_final, help="cosine: the last rate, as a fraction of --lr.")
 @click.option("--lr-decay", type=Finite(0, 1, min_open=True), default=O_DEF.lr_decay, help="step: multiply the rate by this once per epoch...")
 @click.option("--decay-after", type=click.IntRange(min=0), default=O_DEF.decay_after, help="...after this many epochs.")
-@click.option("--weight-decay", type=Finite(min=0), default=O_DEF.weight_decay, help="Weight decay: adam shrinks each weight by lr × this per step (decoupled); the others add this × weight to its gradient (0 = off).")
+@click.option("--weight-decay", type=Finite(min=0), default=O_DEF.weight_decay, show_default=f"{LM_WEIGHT_DECAY:g} with adam; {O_DEF.weight_decay:g} otherwise", help="Weight decay: adam shrinks each weight by lr × this per step (decoupled); the others add this × weight to its gradient (0 = off).")
 @click.option("--clip", type=Finite(min=0), default=O_DEF.clip, help="Clip the global gradient norm to this (0 = off).")
 @click.option("--epochs", type=click.IntRange(min=0), default=T_DEF.epochs, help="Most passes over the training text (0 = no limit).")
 @click.option("--patience", type=click.IntRange(min=0), default=T_DEF.patience, help="Stop after this many evaluations without a better validation loss (0 = never).")

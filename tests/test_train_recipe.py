@@ -125,16 +125,20 @@ def test_recipe_changes_only_the_settings_it_may_choose():
     assert none == ModelConfig()
 
 
-def test_train_with_auto_reports_its_choice_and_keeps_the_rest(tmp_path, corpus_file):
+def train_seeing_recipe(cfg: TrainConfig, paths: list) -> tuple:
+    """(the run's result, the recipe's reasons from its start-up summary)."""
     seen = {}
 
     class Start(TR.Reporter):
         def start(self, info):
             seen.update(info)
 
-    cfg = tiny_cfg(tmp_path, max_steps=3, auto=("dropout",))
-    result = TR.train(cfg, [corpus_file], reporter=Start())
-    assert any(r.startswith("dropout") for r in seen["recipe"])
+    return TR.train(cfg, paths, reporter=Start()), seen.get("recipe", ())
+
+
+def test_train_with_auto_reports_its_choice_and_keeps_the_rest(tmp_path, corpus_file):
+    result, reasons = train_seeing_recipe(tiny_cfg(tmp_path, max_steps=3, auto=("dropout",)), [corpus_file])
+    assert any(r.startswith("dropout") for r in reasons)
     meta = TR.checkpoint.load(result.latest)[1]
     assert meta["model"]["hidden_size"] == 8  # not in auto: as given
     assert meta["config"]["model"]["dropout"] == meta["model"]["dropout"]
@@ -224,9 +228,10 @@ def test_cli_explicit_options_win_over_the_recipe(tmp_path, corpus_file):
     assert "chosen: dropout" in stderr and "chosen: model" not in stderr  # size given, dropout not
     assert "chosen: cell lstm" in stderr  # a small text: the default cell, said
     assert meta["model"]["hidden_size"] == 8
-    stderr, meta = run("--dropout", "0.1", "--cell", "lstm", out="b")
+    assert "chosen: weight decay" in stderr and meta["config"]["optim"]["weight_decay"] > 0
+    stderr, meta = run("--dropout", "0.1", "--cell", "lstm", "--weight-decay", "0", out="b")
     assert "chosen:" not in stderr
-    assert meta["model"]["dropout"] == 0.1
+    assert meta["model"]["dropout"] == 0.1 and meta["config"]["optim"]["weight_decay"] == 0
 
 
 def test_time_budget_keeps_room_for_the_last_evaluation(tmp_path, corpus_file, monkeypatch):
@@ -264,20 +269,31 @@ def test_train_chooses_the_cell_only_when_left_to_it(tmp_path):
     path.write_text(text)
     chosen = {}
     for auto in (("cell", "lr"), ("cell",), ()):
-        seen = {}
-
-        class Start(TR.Reporter):
-            def start(self, info):
-                seen.update(info)
-
-        result = TR.train(tiny_cfg(tmp_path, max_steps=1, auto=auto), [str(path)], reporter=Start())
+        result, reasons = train_seeing_recipe(tiny_cfg(tmp_path, max_steps=1, auto=auto), [str(path)])
         meta = TR.checkpoint.load(result.latest)[1]
         chosen[auto] = (meta["model"]["cell"], meta["config"]["optim"]["lr"])
         if auto:
-            assert any(r.startswith("cell gru") for r in seen["recipe"])
+            assert any(r.startswith("cell gru") for r in reasons)
     assert chosen[("cell", "lr")] == ("gru", GRU_LR)  # the recipe's rate for the cell it chose
     assert chosen[("cell",)] == ("gru", OptimConfig().lr)  # --lr given: kept
     assert chosen[()] == ("lstm", OptimConfig().lr)
+
+
+def test_weight_decay_is_chosen_for_adam_only_when_left_to_the_recipe(tmp_path, corpus_file):
+    from rnncli.config import LM_WEIGHT_DECAY
+
+    chosen = {}
+    for optimizer, auto, given in (("adam", ("weight_decay",), 0.0), ("adam", (), 0.0), ("adam", (), 0.2),
+                                   ("rmsprop", ("weight_decay",), 0.0)):
+        cfg = tiny_cfg(tmp_path / f"{optimizer}{len(auto)}{given}", max_steps=1, auto=auto,
+                       optim=OptimConfig(optimizer=optimizer, weight_decay=given))
+        result, reasons = train_seeing_recipe(cfg, [corpus_file])
+        decay = chosen[optimizer, auto, given] = TR.checkpoint.load(result.latest)[1]["config"]["optim"]["weight_decay"]
+        assert any(r.startswith("weight decay") for r in reasons) == (decay > 0 and bool(auto))
+    assert chosen["adam", ("weight_decay",), 0.0] == LM_WEIGHT_DECAY > 0
+    assert chosen["adam", (), 0.0] == 0.0  # --weight-decay 0 given: kept
+    assert chosen["adam", (), 0.2] == 0.2
+    assert chosen["rmsprop", ("weight_decay",), 0.0] == 0.0  # coupled decay: not the measured setting
 
 
 def test_eval_stride_keeps_evaluations_under_their_share():
