@@ -116,6 +116,38 @@ def test_recipe_dropout_rises_as_the_text_gets_shorter():
     assert all(0 <= d <= 0.5 for d in dropouts)
 
 
+def test_recipe_dropout_is_one_doubling_lower_with_adams_weight_decay():
+    for chars, speed in ((30_000, 20_000), (200_000, 20_000), (1_000_000, 20_000), (1_000_000, 4_000), (3_000_000, 20_000)):
+        plain = recipe(chars, speed).model.dropout
+        decayed = TR.choose_recipe(ModelConfig(), ("hidden_size", "num_layers", "dropout"), chars, 65, 32, 64, speed, 570,
+                                   decoupled_decay=True).model.dropout
+        lowered = TR.DROPOUT_PER_DOUBLING * TR.DOUBLINGS_HELD_BY_DECAY
+        assert decayed <= plain and decayed >= 0
+        if 0 < plain < 0.5:
+            assert decayed == pytest.approx(max(0.0, plain - lowered), abs=0.05 / 2), (chars, speed)
+    # the same reuse with and without: a doubling more reuse with the decay gives the plain dropout
+    x = recipe(1_000_000, 20_000, auto=("dropout",)).model.dropout
+    y = TR.choose_recipe(ModelConfig(), ("dropout",), 1_000_000, 65, 32, 64, 40_000, 570, decoupled_decay=True).model.dropout
+    assert x == y > 0
+
+
+def test_train_lowers_the_dropout_only_when_adams_decay_is_on(tmp_path, corpus_file, monkeypatch):
+    seen = []
+    real = TR.choose_recipe
+
+    def spy(*a, **k):
+        seen.append(k.get("decoupled_decay"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(TR, "choose_recipe", spy)
+    for name, optim in (("on", OptimConfig(weight_decay=0.05)), ("off", OptimConfig(weight_decay=0.0)),
+                        ("coupled", OptimConfig(optimizer="rmsprop", weight_decay=0.05))):
+        result, reasons = train_seeing_recipe(tiny_cfg(tmp_path / name, max_steps=2, auto=("dropout",), optim=optim),
+                                              [corpus_file])
+        assert any("less with the weight decay" in r for r in reasons) == (name == "on")
+    assert seen == [True, False, False]
+
+
 def test_recipe_changes_only_the_settings_it_may_choose():
     given = recipe(200_000, 20_000, auto=("dropout",)).model
     assert (given.num_layers, given.hidden_size) == (ModelConfig().num_layers, ModelConfig().hidden_size)
