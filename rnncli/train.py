@@ -146,7 +146,7 @@ PARAMS_PER_CHAR = 5.0
 DROPOUT_PER_DOUBLING = 0.05
 # With Adam's decoupled weight decay on, dropout is what this many fewer doublings would give: the
 # decay holds back part of what dropout did. Paired fixed-step runs with the decay, one step of
-# 0.05 below the rule's dropout ended lower on all four texts tried, by 0.003–0.012 (README).
+# 0.05 below the rule's dropout ended lower on all four texts tried, by 0.0025–0.012 (README).
 DOUBLINGS_HELD_BY_DECAY = 1.0
 # Timed steps of the start-up speed probe: at least these, more while under its seconds.
 PROBE_STEPS = 8
