@@ -202,12 +202,13 @@ def choose_recipe(base: ModelConfig, auto, train_chars: int, vocab_size: int, ba
         n, cps = params_of(cfg), speed_of(cfg)
         epochs = cps * budget / max(1, train_chars)
         reuse = epochs * n / max(1, train_chars)
-        doublings = math.log2(reuse) - (DOUBLINGS_HELD_BY_DECAY if decoupled_decay else 0.0) if reuse > 1 else 0.0
-        dropout = min(0.5, round(round(DROPOUT_PER_DOUBLING * max(0.0, doublings) / 0.05) * 0.05, 2))
+        held = DOUBLINGS_HELD_BY_DECAY if decoupled_decay else 0.0
+        doublings = max(0.0, math.log2(reuse) - held) if reuse > 1 else 0.0
+        dropout = min(0.5, round(round(DROPOUT_PER_DOUBLING * doublings / 0.05) * 0.05, 2))
         cfg = replace(cfg, dropout=dropout)
-        held = f", {DROPOUT_PER_DOUBLING * DOUBLINGS_HELD_BY_DECAY:g} less with the weight decay" if decoupled_decay else ""
+        less = f", {DROPOUT_PER_DOUBLING * held:g} less with the weight decay" if held else ""
         reasons.append(f"dropout {dropout:.2f}: about {epochs:.1f} passes over the text with "
-                       f"{n / max(1, train_chars):.2f} parameters per character{held}")
+                       f"{n / max(1, train_chars):.2f} parameters per character{less}")
     return Recipe(cfg, tuple(reasons))
 
 
