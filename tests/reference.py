@@ -6,7 +6,7 @@ transposed ahead of time or computed from an activation's output instead of its 
 
 Shapes: x (T, B, D); a layer's state (S, B, H), S = 2 for LSTM (h, c) else 1; W_xh (G·H, D),
 W_hh (G·H, H), b (G·H,), b_hn (H,) for GRU. Gate blocks: LSTM i, f, g, o; GRU r, z, n.
-The stack functions take parameters named as in rnncli.model (l{k}.W_xh, ...), which is only
+The stack functions take parameters named as in rnncli.engine.model (l{k}.W_xh, ...), which is only
 a naming convention.
 """
 

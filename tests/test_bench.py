@@ -1,4 +1,4 @@
-"""rnncli.bench: the FLOP counts against a hand count, and the measuring functions on tiny
+"""rnncli.tools.bench: the FLOP counts against a hand count, and the measuring functions on tiny
 models. No timing assertions: speed lives in benchmarks/, these only check that the numbers are
 well formed."""
 
@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from rnncli import bench
+from rnncli.tools import bench
 from rnncli.config import ModelConfig
+from rnncli.engine import flops
 
 
 def gemm(m, k, n):
@@ -34,7 +35,7 @@ def test_train_flops_matches_a_hand_count_for_a_tiny_lstm():
         T * gemm(B, GH, H), gemm(GH, N, H),  # layer 1: dh_prev per step, dW_hh
         gemm(N, V, H), gemm(V, N, H),  # output: d_top = dY W_hy, dW_hy = dYᵀ top
     ]
-    assert bench.forward_flops(cfg, B, T, V) == sum(forward)
+    assert flops.forward_flops(cfg, B, T, V) == sum(forward)
     assert bench.train_flops(cfg, B, T, V) == sum(forward) + sum(backward)
 
 
@@ -76,7 +77,7 @@ def test_matmul_peak_is_positive_and_finite():
 
 
 def test_memory_bandwidth_reads_and_the_weights_a_character_reads():
-    from rnncli.kernels import memory as k_mem
+    from rnncli.engine.kernels import memory as k_mem
 
     a = np.arange(1000, dtype=np.float32)
     assert k_mem.read_sum(a, 10, 20, 3) == pytest.approx(3 * sum(range(10, 20)))

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from numba import njit
 
-from rnncli import blas
-from rnncli.kernels import panel
-from rnncli.kernels.gemm import gemm as gemm_numpy_fallback
+from rnncli.engine import openblas
+from rnncli.engine import threads as blas
+from rnncli.engine.kernels import panel
+from rnncli.engine.kernels.gemm import gemm as gemm_numpy_fallback
 
 
 # Called from Python, gemm and panel.product run their numpy fallbacks (NUMBA_DISABLE_JIT);
@@ -76,19 +77,19 @@ def test_panel_product_writes_only_its_block(rng):
 def test_kernel_family_policy():
     avx512 = {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
     env = {"OPENBLAS_CORETYPE": "Haswell"}
-    assert blas.configure_openblas(env, avx512) == "SkylakeX"
+    assert openblas.configure_openblas(env, avx512) == "SkylakeX"
     assert env["OPENBLAS_CORETYPE"] == "SkylakeX"
     assert env["OPENBLAS_THREAD_TIMEOUT"] == "4"
     env = {"OPENBLAS_CORETYPE": "Haswell"}
-    assert blas.configure_openblas(env, {"avx2", "fma"}) is None  # an AVX2 CPU keeps Haswell
+    assert openblas.configure_openblas(env, {"avx2", "fma"}) is None  # an AVX2 CPU keeps Haswell
     assert env["OPENBLAS_CORETYPE"] == "Haswell"
     env = {}
-    assert blas.configure_openblas(env, avx512) is None  # unset: OpenBLAS picks for the CPU
+    assert openblas.configure_openblas(env, avx512) is None  # unset: OpenBLAS picks for the CPU
     assert "OPENBLAS_CORETYPE" not in env
     env = {"OPENBLAS_CORETYPE": "Cooperlake"}
-    assert blas.configure_openblas(env, avx512) is None  # already an AVX-512 family
+    assert openblas.configure_openblas(env, avx512) is None  # already an AVX-512 family
     env = {"OPENBLAS_CORETYPE": "SkylakeX", "RNN_OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_THREAD_TIMEOUT": "20"}
-    assert blas.configure_openblas(env, avx512) == "Haswell"  # the user's explicit choice wins
+    assert openblas.configure_openblas(env, avx512) == "Haswell"  # the user's explicit choice wins
     assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["OPENBLAS_THREAD_TIMEOUT"] == "20"
 
 

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from rnncli import checkpoint
-from rnncli import model as M
-from rnncli import sample
+from rnncli.engine import npz as checkpoint
+from rnncli.engine import model as M
+from rnncli.lm import sample
 from rnncli.config import ModelConfig
 from rnncli.errors import CheckpointError
 

@@ -14,12 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnncli import classify as C
-from rnncli import gradcheck as G
-from rnncli import model as M
+from rnncli.classify import train as C
+from rnncli.tools import gradcheck as G
+from rnncli.engine import model as M
 from rnncli.config import CELLS, POOLINGS, ClassifyConfig, GradcheckConfig
 from rnncli.errors import CorpusError
-from rnncli.text import PAD, UNK, TokenVocab, load_glove, tokenize
+from rnncli.data.words import PAD, UNK, TokenVocab, tokenize
+from rnncli.data.vectors import load_glove
+from rnncli.classify import model as CM
+from rnncli.engine.kernels import linear as k_lin
+from rnncli.engine.kernels import pool as k_pool
 
 TOL, EPS = 1e-6, 1e-5
 ALL = 10**9  # compare_gradients samples: every entry is checked
@@ -48,7 +52,7 @@ def texts(lengths, seed=1) -> list:
 def probabilities(cfg, params, seqs, inference=False, tables=None) -> np.ndarray:
     """(B, C) float64 softmax of the logits of one padded batch (forward's arguments)."""
     ids, rev, lens = C.pad_batch(seqs)
-    logits, _ = C.forward(cfg, params, ids, rev, lens, M.Workspace(params["embed"].dtype), inference=inference,
+    logits, _ = CM.forward(cfg, params, ids, rev, lens, M.Workspace(params["embed"].dtype), inference=inference,
                           tables=tables)
     z = logits.astype(np.float64)
     e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -63,7 +67,7 @@ RTOL = {np.float64: 1e-12, np.float32: 1e-5}
 @pytest.mark.parametrize("dropout", [0.0, 0.25])
 @pytest.mark.parametrize("cell", CELLS)
 def test_gradcheck_rows_pass(cell, dropout):
-    rows = C.gradcheck_rows(GradcheckConfig(cells=(cell,)), dropout)
+    rows = G.classifier_rows(GradcheckConfig(cells=(cell,)), dropout)
     assert {r.model.rsplit(" ", 1)[-1] for r in rows} == set(POOLINGS)
     names = {r.name for r in rows}
     assert {"embed", "fw.l0.W_hh", "bw.l1.W_xh", "d0.W", "d1.b", "out.W", "out.b"} <= names
@@ -75,9 +79,9 @@ def test_gradcheck_rows_pass(cell, dropout):
 def test_gradcheck_rows_catch_a_scaled_unpool(monkeypatch):
     """dL/dtop ×1.01 below the pooling: every gradient under it is 1% off (rel err ≈ 0.0099),
     every gradient above it (dense and output layers) is untouched."""
-    real = C._unpool
-    monkeypatch.setattr(C, "_unpool", lambda *a: real(*a) * 1.01)
-    rows = C.gradcheck_rows(GradcheckConfig(cells=("lstm",)), 0.0)
+    real = CM._unpool
+    monkeypatch.setattr(CM, "_unpool", lambda *a: real(*a) * 1.01)
+    rows = G.classifier_rows(GradcheckConfig(cells=("lstm",)), 0.0)
     for r in rows:
         if r.name.startswith(("d0.", "d1.", "out.")):
             assert r.passed, r
@@ -95,9 +99,9 @@ def test_gradcheck_rows_reach_every_tensor_below_the_pooling(cell, dropout, monk
     analytic and numeric gradients are both exactly 0 (every text's path to the loss cut by
     dead ReLUs or dropped dense units, or max pooling at step 0 for the only live text)
     'passes' with rel err 0 while checking nothing."""
-    real = C._unpool
-    monkeypatch.setattr(C, "_unpool", lambda *a: real(*a) * 1.01)
-    rows = C.gradcheck_rows(GradcheckConfig(cells=(cell,)), dropout)
+    real = CM._unpool
+    monkeypatch.setattr(CM, "_unpool", lambda *a: real(*a) * 1.01)
+    rows = G.classifier_rows(GradcheckConfig(cells=(cell,)), dropout)
     unchecked = [(r.model, r.name) for r in rows
                  if r.passed and (r.name == "embed" or r.name.startswith(("fw.", "bw.")))]
     assert not unchecked
@@ -117,8 +121,8 @@ def problem(cell, pooling, dense=(), bidirectional=True, seed=0):
     C.loss_and_grads(cfg, params, grads, ids, rev, lens, y, w, work)
 
     def loss() -> float:
-        logits, _ = C.forward(cfg, params, ids, rev, lens, work)
-        return float(C.k_lin.softmax_xent(logits, y, w, np.empty_like(logits)))
+        logits, _ = CM.forward(cfg, params, ids, rev, lens, work)
+        return float(k_lin.softmax_xent(logits, y, w, np.empty_like(logits)))
 
     return params, grads, loss, rng
 
@@ -136,8 +140,8 @@ def test_every_entry_passes_without_dense_layers(cell, pooling):
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_scaled_unpool_fails_every_row_below_the_pooling(pooling, monkeypatch):
-    real = C._unpool
-    monkeypatch.setattr(C, "_unpool", lambda *a: real(*a) * 1.01)
+    real = CM._unpool
+    monkeypatch.setattr(CM, "_unpool", lambda *a: real(*a) * 1.01)
     params, grads, loss, rng = problem("gru", pooling)
     ok = verdicts(params, grads, loss, rng)
     below = {name for name in params if name == "embed" or name.startswith(("fw.", "bw."))}
@@ -145,12 +149,12 @@ def test_scaled_unpool_fails_every_row_below_the_pooling(pooling, monkeypatch):
 
 
 def test_max_pool_gradient_sent_to_the_wrong_step_fails(monkeypatch):
-    real = C._unpool
+    real = CM._unpool
 
     def wrong_step(cfg, d_feat, lengths, arg, T):
         return real(cfg, d_feat, lengths, (arg + 1) % T, T)
 
-    monkeypatch.setattr(C, "_unpool", wrong_step)
+    monkeypatch.setattr(CM, "_unpool", wrong_step)
     params, grads, loss, rng = problem("lstm", "max")
     failed = {name for name, passed in verdicts(params, grads, loss, rng).items() if not passed}
     assert {"embed", "fw.l0.W_hh", "fw.l1.W_xh", "bw.l0.W_hh"} <= failed
@@ -168,7 +172,7 @@ def test_unreversed_backward_input_is_invisible_to_gradcheck(monkeypatch):
         return ids, ids.copy(), lengths
 
     monkeypatch.setattr(C, "pad_batch", unreversed)
-    rows = C.gradcheck_rows(GradcheckConfig(cells=("rnn",)), 0.0)
+    rows = G.classifier_rows(GradcheckConfig(cells=("rnn",)), 0.0)
     assert all(r.passed for r in rows)
 
 
@@ -261,7 +265,7 @@ def test_padding_invariance_for_any_batch(lengths, cell, pooling, bidirectional,
     together = probabilities(cfg, params, seqs)
     # inference stops each text at its length and may gather its inputs from the folded tables
     skipping = probabilities(cfg, params, seqs, inference=True)
-    folded = probabilities(cfg, params, seqs, inference=True, tables=C.input_tables(cfg, params))
+    folded = probabilities(cfg, params, seqs, inference=True, tables=CM.input_tables(cfg, params))
     for b, s in enumerate(seqs):
         alone = probabilities(cfg, params, [s])[0]
         np.testing.assert_allclose(together[b], alone, rtol=RTOL[dtype])
@@ -282,7 +286,7 @@ def test_inference_skips_the_padded_steps(cell):
     for prefix in ("fw.", "bw."):
         for k in range(2):
             work.get(f"{prefix}l{k}.Hbuf", (T + 1, B, H))[...] = np.nan
-    logits, _ = C.forward(cfg, params, ids, rev, lens, work, inference=True)
+    logits, _ = CM.forward(cfg, params, ids, rev, lens, work, inference=True)
     assert np.isfinite(logits).all()
     # rows in the order forward ran them: longest first (6, 4, 2, 1). (The vanilla RNN's Hbuf
     # first receives every step's input projection, padded ones too, so layer 1's input is
@@ -305,7 +309,7 @@ def test_max_pool_kernel_matches_numpy():
     top = rng.integers(-3, 4, size=(T, B, H)).astype(np.float32)  # small integers: many ties
     lengths = np.array([7, 1, 3, 5, 2], np.int32)
     feat, arg = np.empty((B, H), np.float32), np.empty((B, H), np.intp)
-    C.k_pool.max_over_valid(top, lengths, feat, arg)
+    k_pool.max_over_valid(top, lengths, feat, arg)
     for b, n in enumerate(lengths):
         np.testing.assert_array_equal(arg[b], top[:n, b].argmax(axis=0))
         np.testing.assert_array_equal(feat[b], top[:n, b].max(axis=0))
@@ -317,8 +321,8 @@ def test_input_tables_only_when_they_pay():
     (loaded for use), never while it trains."""
     cfg, params = tiny("lstm", "max", dtype=np.float32)
     vocab = TokenVocab((PAD, UNK) + tuple("abcdefg"))
-    assert C.tables_for_pass(cfg, params, V - 1) is None
-    tables = C.tables_for_pass(cfg, params, V)
+    assert CM.tables_for_pass(cfg, params, V - 1) is None
+    tables = CM.tables_for_pass(cfg, params, V)
     assert set(tables) == {"fw.", "bw."} and tables["fw."].shape == (V, 4 * cfg.hidden_size)
     np.testing.assert_allclose(tables["bw."][5], params["bw.l0.W_xh"] @ params["embed"][5] + params["bw.l0.b"],
                                rtol=1e-5)
@@ -347,13 +351,13 @@ def test_invariance_test_catches_planted_masking_bugs(bidirectional, monkeypatch
     alone = probabilities(cfg, params, [target])[0]
     assert np.allclose(probabilities(cfg, params, [others[0], target, others[1]])[1], alone, rtol=1e-12)
 
-    real_pool = C._pool
+    real_pool = CM._pool
 
     def pool_over_padding(cfg_, top, lengths):
         return real_pool(cfg_, top, np.full_like(lengths, top.shape[0]))
 
     with monkeypatch.context() as m:
-        m.setattr(C, "_pool", pool_over_padding)
+        m.setattr(CM, "_pool", pool_over_padding)
         assert not np.allclose(probabilities(cfg, params, [others[0], target, others[1]])[1], alone, rtol=1e-6)
     if bidirectional:
         real_pad = C.pad_batch
@@ -401,12 +405,12 @@ def test_padding_gets_zero_gradient(cell, pooling, bidirectional):
 
 def test_zero_gradient_test_catches_gradient_sent_into_padding(monkeypatch):
     """A planted bug: mean pooling's backward spreads dL/dfeat over every step, padding too."""
-    real = C._unpool
+    real = CM._unpool
 
     def unmasked(cfg, d_feat, lengths, arg, T):
         return real(cfg, d_feat, np.full_like(lengths, T), arg, T) * (T / lengths)[None, :, None]
 
-    monkeypatch.setattr(C, "_unpool", unmasked)
+    monkeypatch.setattr(CM, "_unpool", unmasked)
     cfg, params = tiny("rnn", "mean", bidirectional=False)
     grads = M.zeros_like_params(params)
     ids, rev, lens = C.pad_batch(texts([4, 1], seed=2))

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import clean_failure
-from rnncli import model as M
-from rnncli import sample as core_sample
+from rnncli.engine import model as M
+from rnncli.lm import sample as core_sample
 from rnncli.cli import main
 
 # --dropout given too, so the runs keep it rather than a recipe chosen from the corpus and a
@@ -140,8 +140,8 @@ def test_sample_stdout_is_only_the_text(ckpt):
 def test_sample_threads_draw_the_same_text(corpus, tmp_path, monkeypatch):
     """`rnn sample --threads 2` writes what --threads 1 writes for the same seed, with a model of
     40 units (two panels of units to share) made to split whatever its size."""
-    from rnncli import blas
-    from rnncli import sample as S
+    from rnncli.engine import threads as blas
+    from rnncli.lm import sample as S
 
     ckpt = train(corpus, tmp_path / "runs", "--hidden-size", "40", steps=2, eval_every=2)
     monkeypatch.setattr(S, "SPLIT_MIN_BYTES", 0)
@@ -489,7 +489,7 @@ def test_bad_prime_escape(ckpt, prime):
 
 
 def test_sample_a_classifier_checkpoint(tmp_path):
-    from rnncli import checkpoint
+    from rnncli.engine import npz as checkpoint
 
     path = checkpoint.save(str(tmp_path / "clf.npz"), {"param/x": np.zeros(2, np.float32)}, {"kind": "classifier"})
     assert "clf.npz" in fails("sample", path, code=1)
@@ -527,9 +527,9 @@ def test_compile_notice_sees_a_numba_cache_dir(tmp_path, monkeypatch, capsys):
     """With NUMBA_CACHE_DIR set, Numba writes its index files into a subdirectory per source
     directory (<cache>/kernels_<hash>/*.nbi); once they exist, the kernels are not compiled
     again and the 'Compiling...' notice must not be printed."""
-    from rnncli import cli
+    from rnncli.cli import options as cli
 
-    monkeypatch.setattr(cli, "__file__", str(tmp_path / "pkg" / "cli.py"))  # no cache beside the code
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "pkg" / "cli" / "options.py"))  # no cache beside the code
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))

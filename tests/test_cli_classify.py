@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import clean_failure
-from rnncli import classify as C
+from rnncli.classify import train as C
 from rnncli.cli import main
 
 WORDS = {"fruit": "apple banana cherry mango grape lemon peach plum".split(),

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from rnncli import text as TX
+from rnncli.data import chars as TX
 from rnncli.config import ModelConfig, TrainConfig
+from rnncli.data import corpus as CO
 
 
 @pytest.fixture
@@ -19,13 +20,13 @@ def corpus_file(tmp_path, tiny_corpus):
 
 
 def _fresh(paths):
-    return TX.load_corpus(paths)
+    return CO.load_corpus(paths)
 
 
 def test_built_once_then_reused_and_equal_to_the_in_memory_ids(corpus_file, monkeypatch):
-    first = TX.cached_ids([corpus_file])
+    first = CO.cached_ids([corpus_file])
     assert isinstance(first.ids, np.memmap)
-    stem = TX.cache_location([corpus_file])
+    stem = CO.cache_location([corpus_file])
     assert os.path.dirname(stem) == os.path.dirname(corpus_file)  # beside a writable corpus
     want = _fresh([corpus_file])
     assert first.vocab == want.vocab and np.array_equal(first.ids, want.ids)
@@ -33,15 +34,15 @@ def test_built_once_then_reused_and_equal_to_the_in_memory_ids(corpus_file, monk
     def no_rebuild(*a, **k):
         raise AssertionError("the cache was rebuilt")
 
-    monkeypatch.setattr(TX, "scan_vocab", no_rebuild)
-    again = TX.cached_ids([corpus_file])
+    monkeypatch.setattr(CO, "scan_vocab", no_rebuild)
+    again = CO.cached_ids([corpus_file])
     assert again.vocab == want.vocab and np.array_equal(again.ids, want.ids)
 
 
 @pytest.mark.parametrize("damage", ["edit corpus", "truncate ids", "flip id", "bad json", "other mtime"])
 def test_a_stale_or_damaged_cache_is_rebuilt(corpus_file, damage):
-    TX.cached_ids([corpus_file])
-    stem = TX.cache_location([corpus_file])
+    CO.cached_ids([corpus_file])
+    stem = CO.cache_location([corpus_file])
     if damage == "edit corpus":  # same size, different text
         data = open(corpus_file, "rb").read()
         open(corpus_file, "wb").write(data.replace(b"cat", b"dog") + b"Z")
@@ -58,7 +59,7 @@ def test_a_stale_or_damaged_cache_is_rebuilt(corpus_file, damage):
     else:
         st = os.stat(corpus_file)
         os.utime(corpus_file, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    got = TX.cached_ids([corpus_file])
+    got = CO.cached_ids([corpus_file])
     want = _fresh([corpus_file])
     assert got.vocab == want.vocab and np.array_equal(got.ids, want.ids)
     assert json.load(open(stem + ".json"))["n"] == len(want)
@@ -66,29 +67,29 @@ def test_a_stale_or_damaged_cache_is_rebuilt(corpus_file, damage):
 
 def test_unwritable_corpus_folder_uses_the_user_cache(corpus_file, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(TX.os, "access", lambda path, mode: False)
-    stem = TX.cache_location([corpus_file])
+    monkeypatch.setattr(CO.os, "access", lambda path, mode: False)
+    stem = CO.cache_location([corpus_file])
     assert stem.startswith(str(tmp_path / "xdg" / "rnncli" / "corpora"))
-    got = TX.cached_ids([corpus_file])
+    got = CO.cached_ids([corpus_file])
     assert np.array_equal(got.ids, _fresh([corpus_file]).ids) and os.path.isfile(stem + ".bin")
 
 
 def test_only_large_corpora_are_cached(corpus_file, monkeypatch):
-    assert not isinstance(TX.load_corpus([corpus_file], cache=True).ids, np.memmap)
-    monkeypatch.setattr(TX, "CACHE_MIN_BYTES", 0)
-    assert isinstance(TX.load_corpus([corpus_file], cache=True).ids, np.memmap)
+    assert not isinstance(CO.load_corpus([corpus_file], cache=True).ids, np.memmap)
+    monkeypatch.setattr(CO, "CACHE_MIN_BYTES", 0)
+    assert isinstance(CO.load_corpus([corpus_file], cache=True).ids, np.memmap)
 
 
 def test_training_and_resuming_read_the_cache(corpus_file, tmp_path, monkeypatch):
-    from rnncli import train as TR
+    from rnncli.lm import train as TR
 
-    monkeypatch.setattr(TX, "CACHE_MIN_BYTES", 0)
+    monkeypatch.setattr(CO, "CACHE_MIN_BYTES", 0)
     cfg = TrainConfig(model=ModelConfig(hidden_size=6, num_layers=1, embedding_size=4, dropout=0.0),
                       seq_len=8, batch_size=4, max_steps=6, max_time=0, eval_every=3, threads=1,
                       out_dir=str(tmp_path / "runs"))
     whole = TR.train(cfg, [corpus_file])
     half = TR.train(TrainConfig(**{**vars(cfg), "max_steps": 3}), [corpus_file])
-    assert os.path.isfile(TX.cache_location([corpus_file]) + ".bin")
+    assert os.path.isfile(CO.cache_location([corpus_file]) + ".bin")
     resumed = TR.train(cfg, [corpus_file], resume=half.latest)
     assert resumed.steps == whole.steps == 6
     assert np.isfinite(resumed.best_val)

@@ -1,4 +1,4 @@
-"""Crash safety (issue 6): a training process killed at any instant leaves a checkpoint that
+"""Crash safety: a training process killed at any instant leaves a checkpoint that
 loads; a save that cannot be written (no such directory, not allowed, disk full) is one clear
 line and the previous checkpoint is left exactly as it was.
 
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnncli import checkpoint
-from rnncli import sample as core_sample
+from rnncli.engine import npz as checkpoint
+from rnncli.lm import sample as core_sample
 from rnncli.cli import main
 from rnncli.errors import CheckpointError
 

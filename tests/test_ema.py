@@ -1,11 +1,11 @@
-"""Weight averaging (--ema, issue 11): the average from its definition, what the checkpoint holds,
+"""Weight averaging (--ema): the average from its definition, what the checkpoint holds,
 that it leaves training alone, and that a resumed run continues it exactly."""
 
 import numpy as np
 import pytest
 
-from rnncli import optim as O
-from rnncli import train as TR
+from rnncli.engine import optim as O
+from rnncli.lm import train as TR
 from rnncli.config import ModelConfig, OptimConfig, TrainConfig
 from rnncli.errors import ConfigError
 

@@ -1,5 +1,5 @@
 """`rnn eval` (a language model's loss on any text) and `rnn sample --novelty` (how much of a
-sample is copied from the training text), issue 11. Tiny models, one thread."""
+sample is copied from the training text). Tiny models, one thread."""
 
 import json
 import math
@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import ACCENTED, clean_failure, deadline, ok, run, write_corpus
-from rnncli import model as M
-from rnncli import score
+from rnncli.engine import model as M
+from rnncli.lm import score
 from rnncli.config import ModelConfig
-from rnncli.text import split_train_val
-from rnncli.train import score_ids
+from rnncli.data.chars import split_train_val
+from rnncli.lm.score import score_ids
 
 TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "3",
         "--threads", "1"]
@@ -67,7 +67,7 @@ def test_score_ids_predicts_every_character_but_the_first_once(cell, n):
     while B > 1 and (n - 1) // B < 1:
         B //= 2
     # the layout score_ids uses: fit_batches keeps B while a stream holds at least one step
-    from rnncli.text import fit_batches
+    from rnncli.data.chars import fit_batches
 
     B, T, _ = fit_batches(n, 3, 4)
     S = (n - 1) // B
@@ -237,7 +237,7 @@ def test_sample_novelty_without_the_training_text(trained, tmp_path):
     meta = dict(trained["meta"], corpus=[str(tmp_path / "gone.txt")])
     with np.load(trained["best"], allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files if k != "meta"}
-    from rnncli import checkpoint
+    from rnncli.engine import npz as checkpoint
 
     checkpoint.save(str(moved), arrays, meta)
     stderr = clean_failure(run("sample", moved, "-n", 10, "--novelty"), 2)

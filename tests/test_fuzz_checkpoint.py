@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from helpers import deadline
-from rnncli import classify, sample
+from rnncli.classify import train as classify
+from rnncli.lm import sample
 from rnncli.cli import main
 from rnncli.errors import CheckpointError
 

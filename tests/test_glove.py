@@ -11,10 +11,13 @@ import snowballstemmer
 from click.testing import CliRunner
 
 from helpers import clean_failure
-from rnncli import text as T
+from rnncli.data import chars as T
 from rnncli.cli import main
 from rnncli.errors import CorpusError
-from rnncli.text import PAD, UNK, TokenVocab, match_glove
+from rnncli.data.words import PAD, UNK, TokenVocab
+from rnncli.data.vectors import match_glove
+from rnncli.data import vectors as V
+from rnncli.data import words as W
 
 PORTER = snowballstemmer.stemmer("porter").stemWord
 
@@ -102,11 +105,11 @@ def test_the_stemming_shortcut_never_loses_a_match():
     """The filter skips the stemmer only for words that cannot stem to a token."""
     words = TRICKY
     tokens = {PORTER(w) for w in words}
-    stems = T._StemFilter(tokens)
+    stems = V._StemFilter(tokens)
     for w in words:
         assert stems(w) == PORTER(w), w
     # a token set without these stems: no word may claim one
-    stems = T._StemFilter({"zzz", "qq"})
+    stems = V._StemFilter({"zzz", "qq"})
     assert all(stems(w) is None for w in words)
 
 
@@ -114,17 +117,17 @@ def test_the_stemming_shortcut_on_real_words(data_dir):
     words = [line.split(" ", 1)[0] for line in open(data_dir / "glove.6B.50d.10k.txt", encoding="utf-8")]
     rng = np.random.default_rng(0)
     stems = [PORTER(w) for w in words]
-    tokens = {s for s in stems if rng.random() < 0.5 and T._WORD.fullmatch(s)}  # stems a text can hold
-    shortcut = T._StemFilter(tokens)
+    tokens = {s for s in stems if rng.random() < 0.5 and W.WORD_PATTERN.fullmatch(s)}  # stems a text can hold
+    shortcut = V._StemFilter(tokens)
     for w, s in zip(words, stems):
         assert shortcut(w) == (s if s in tokens else None), w
 
 
 def test_words_without_a_possible_stem_are_not_stemmed():
-    stems = T._StemFilter({"comput", "univers"})
-    before = T._PORTER.cache_info()
+    stems = V._StemFilter({"comput", "univers"})
+    before = V._PORTER.cache_info()
     assert stems("xylophone") is None and stems("quartz") is None and stems("12,000") is None
-    after = T._PORTER.cache_info()
+    after = V._PORTER.cache_info()
     assert (after.hits, after.misses) == (before.hits, before.misses)
     assert stems("computing") == "comput"
 
@@ -283,13 +286,13 @@ def test_batched_and_parallel_stemming_give_the_same_vectors(tmp_path, monkeypat
     # "piano" (rank 4) is its own stem at once; "pianos" (rank 1) waits for the stemmer
     np.testing.assert_array_equal(alone.vectors[2], [1, 0] if stem_vector == "frequent"
                                   else np.float32((np.float64([1, 0]) + np.float64([3, 1]) / 4) / (1 + 1 / 4)))
-    monkeypatch.setattr(T._StemQueue, "BATCH", 2)
-    monkeypatch.setattr(T._StemQueue, "IN_FLIGHT", 1)
-    monkeypatch.setattr(T, "PARALLEL_STEM_BYTES", 0)
-    monkeypatch.setattr(T, "_cpus", lambda: 2)
+    monkeypatch.setattr(V._StemQueue, "BATCH", 2)
+    monkeypatch.setattr(V._StemQueue, "IN_FLIGHT", 1)
+    monkeypatch.setattr(V, "PARALLEL_STEM_BYTES", 0)
+    monkeypatch.setattr(V, "_cpus", lambda: 2)
     pools = []
-    start = T._stem_pool
-    monkeypatch.setattr(T, "_stem_pool", lambda n: pools.append(start(n)) or pools[-1])
+    start = V._stem_pool
+    monkeypatch.setattr(V, "_stem_pool", lambda n: pools.append(start(n)) or pools[-1])
     both = match_glove(path, vocab, texts, match="stem", stem_vector=stem_vector)
     assert len(pools) == 1 and pools[0] is not None  # the workers did stem
     np.testing.assert_array_equal(both.vectors, alone.vectors)

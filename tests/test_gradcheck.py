@@ -1,6 +1,6 @@
 """Finite differences agree with every analytic gradient, and a planted bug is caught.
 
-rnncli.gradcheck measures rel_err = |analytic - numeric| / max(|analytic|, |numeric|, FLOOR).
+rnncli.tools.gradcheck measures rel_err = |analytic - numeric| / max(|analytic|, |numeric|, FLOOR).
 An analytic gradient scaled by (1 + δ) has rel_err ≈ δ / (1 + δ) at every entry with
 |g| ≥ FLOOR, far above tol = 1e-6 for δ = 0.01; a flipped sign gives 2.
 """
@@ -8,8 +8,8 @@ An analytic gradient scaled by (1 + δ) has rel_err ≈ δ / (1 + δ) at every e
 import numpy as np
 import pytest
 
-from rnncli import gradcheck as G
-from rnncli import model as M
+from rnncli.tools import gradcheck as G
+from rnncli.engine import model as M
 from rnncli.config import CELLS, GradcheckConfig, ModelConfig
 
 TOL, EPS = 1e-6, 1e-5

@@ -1,4 +1,4 @@
-"""Hardening, round two (issue 15): zip bombs, inputs that are not regular files, a classifier
+"""Hostile files and bounds: zip bombs, inputs that are not regular files, a classifier
 that diverges after a good epoch, error subjects, help text, whole paths in the training
 summary, and the one-line result of `rnn train -q`. Tiny models, one thread."""
 
@@ -13,11 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import clean_failure, deadline, ok, run, write_corpus, write_two_classes
-from rnncli import checkpoint
-from rnncli import classify as core_classify
+from rnncli.engine import npz as checkpoint
+from rnncli.classify import train as core_classify
 from rnncli.cli import main
 from rnncli.errors import CheckpointError, CorpusError
-from rnncli.text import iter_text_blocks, load_corpus
+from rnncli.data.chars import iter_text_blocks
+from rnncli.data.corpus import load_corpus
 
 LM_TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "2",
            "--threads", "1"]
@@ -139,7 +140,7 @@ def test_the_core_refuses_them_too(world):
 
 
 def test_predict_input_is_bounded(world, monkeypatch):
-    from rnncli import cli
+    from rnncli.cli import classify as cli
 
     clf = ok("classify", "train", world["data"], *CLF_TINY, "--epochs", 1, "--out", world["dir"] / "runs",
              "--quiet").stdout.strip()

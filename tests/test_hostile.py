@@ -1,4 +1,4 @@
-"""Hostile input through the `rnn` command (issue 6): bad checkpoints are refused with one line
+"""Hostile input through the `rnn` command: bad checkpoints are refused with one line
 naming the file and nothing in them runs; odd corpora either train or get a clear error; every
 numeric option is bounded (usage error, exit 2); a diverging run keeps its checkpoints.
 
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from helpers import ACCENTED, clean_failure, deadline, ok, run, write_corpus, write_two_classes
-from rnncli import model as M
-from rnncli import sample as core_sample
+from rnncli.engine import model as M
+from rnncli.lm import sample as core_sample
 
 # --dropout given: the run keeps it, rather than a recipe chosen from the corpus and speed
 LM_TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "2",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import reference as ref
 
-from rnncli import model as M
+from rnncli.engine import model as M
 from rnncli.config import ModelConfig
 
 CELLS = ("rnn", "lstm", "gru")
@@ -147,7 +147,7 @@ def test_split_over_threads_changes_nothing(rng, monkeypatch, cell, threads, spl
     sums over k in the same order whoever computes it. H = 40 units are a full panel of 32 and
     a partial one; OpenBLAS stays at one thread, since its own threading rounds differently
     (see rnncli/blas.py)."""
-    from rnncli import blas
+    from rnncli.engine import threads as blas
 
     T, B, D, H = 6, 24, 5, 40
     cfg, params, state, d_top = make_problem(rng, cell, T, B, D, H, layers=2)
@@ -175,11 +175,11 @@ def test_split_over_threads_changes_nothing(rng, monkeypatch, cell, threads, spl
 def test_sampling_split_over_threads_draws_the_same_text(monkeypatch, cell):
     """Two threads sharing each character's products (units of every layer, columns of the
     output) draw exactly the text one thread draws, and leave the same state."""
-    from rnncli import blas
-    from rnncli import model as M
-    from rnncli import sample as S
+    from rnncli.engine import threads as blas
+    from rnncli.engine import model as M
+    from rnncli.lm import sample as S
     from rnncli.config import ModelConfig
-    from rnncli.text import Vocab
+    from rnncli.data.chars import Vocab
 
     cfg = ModelConfig(cell=cell, hidden_size=40, num_layers=2, embedding_size=8)
     vocab = Vocab("".join(sorted(set("abcdefghij\n .,;:!?'ABCDEFGHIJKLMNOPQRSTUVWXYZéèàçù-klmnopqrst"))))
@@ -209,10 +209,10 @@ def test_sampling_split_over_threads_draws_the_same_text(monkeypatch, cell):
 def test_batched_samples_are_the_samples_drawn_alone(cell):
     """Samples drawn together (one batch, weights read once per step for all) are each the text
     drawn alone from the same random stream, with and without a stop text."""
-    from rnncli import model as M
-    from rnncli import sample as S
+    from rnncli.engine import model as M
+    from rnncli.lm import sample as S
     from rnncli.config import ModelConfig
-    from rnncli.text import Vocab
+    from rnncli.data.chars import Vocab
 
     cfg = ModelConfig(cell=cell, hidden_size=24, num_layers=2, embedding_size=6)
     vocab = Vocab("".join(sorted(set(" abcdefghijklmnopqrstuvwxyzé\n"))))

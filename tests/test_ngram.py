@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from rnncli import classify as C
-from rnncli import ngram as N
+from rnncli.classify import train as C
+from rnncli.classify import ngram as N
 from rnncli.config import ClassifyConfig
 from test_cli_classify import TINY, fails, invoke, lines
 

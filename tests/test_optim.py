@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rnncli import model as M
-from rnncli import optim as O
+from rnncli.engine import model as M
+from rnncli.engine import optim as O
 from rnncli.config import CELLS, OPTIMIZERS, ModelConfig, OptimConfig
 
 LR = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01}
@@ -94,7 +94,7 @@ def test_adam_first_step_moves_each_parameter_by_lr_against_its_gradient(rng, dt
 def test_norm_and_adam_on_worker_threads_match_one_thread(monkeypatch, rng):
     """Gradients larger than one part go to the worker threads in fixed pieces: the clipping norm
     and Adam's update come out bit for bit as on one thread, and the norm is the true one."""
-    from rnncli import blas
+    from rnncli.engine import threads as blas
 
     monkeypatch.setattr(blas, "usable_cores", lambda: 3)
     monkeypatch.setattr(O, "ELEMENTS_PER_PART", 1000)

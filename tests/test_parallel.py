@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from rnncli import checkpoint
+from rnncli.engine import npz as checkpoint
 
 pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec") or (os.path.join(os.path.dirname(sys.executable), "mpiexec")

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from rnncli.kernels import linear as k_lin
+from rnncli.engine.kernels import linear as k_lin
 
 
 def matrices(rows=st.integers(1, 5), cols=st.integers(1, 7), bound=30.0):

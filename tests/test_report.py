@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import clean_failure
-from rnncli import checkpoint
-from rnncli import inspect as ins
-from rnncli import model as M
-from rnncli import report as rep
+from rnncli.engine import npz as checkpoint
+from rnncli.tools import inspection as ins
+from rnncli.engine import model as M
+from rnncli.tools import report as rep
 from rnncli import ui
 from rnncli.cli import main
 from rnncli.config import ModelConfig

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnncli import checkpoint
+from rnncli.engine import npz as checkpoint
 from rnncli.cli import main
-from rnncli.sweep import Axis, combinations
+from rnncli.tools.sweep import Axis, combinations
 from tests.helpers import clean_failure
 
 # tiny, deterministic trainings: sizes and layers given (no speed-measuring recipe), no time budget

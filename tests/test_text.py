@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from rnncli import text
+from rnncli.data import chars as text
 from rnncli.errors import ConfigError, CorpusError
-from rnncli.text import StreamBatches, Vocab, fit_batches, load_corpus
+from rnncli.data.chars import StreamBatches, Vocab, fit_batches
+from rnncli.data.corpus import load_corpus
 
 
 def write(tmp_path, data, name="corpus.txt") -> str:

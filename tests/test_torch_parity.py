@@ -1,7 +1,7 @@
-"""The PyTorch models of benchmarks/compare_torch.py are the same functions as rnncli's: given the
+"""The PyTorch models of benchmarks/speed/compare_torch.py are the same functions as rnncli's: given the
 same weights and carried state, the same loss, gradients and new state (float64, tight), and the
 benchmark's training runs start from the same loss (float32). The same for the classifier
-(benchmarks/torch_classify.py, packed sequences) on a padded batch of unequal lengths. Skipped
+(benchmarks/speed/torch_classify.py, packed sequences) on a padded batch of unequal lengths. Skipped
 without torch."""
 
 import importlib.util
@@ -13,12 +13,12 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from rnncli import bench  # noqa: E402
-from rnncli import classify as C  # noqa: E402
-from rnncli import model as M  # noqa: E402
+from rnncli.tools import bench  # noqa: E402
+from rnncli.classify import train as C  # noqa: E402
+from rnncli.engine import model as M  # noqa: E402
 from rnncli.config import ClassifyConfig, ModelConfig  # noqa: E402
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks" / "speed"
 
 
 def load_benchmark_module(name: str):

@@ -1,4 +1,4 @@
-"""The language model's training defaults (issue 11): the learning-rate schedule to the end of
+"""The language model's training defaults: the learning-rate schedule to the end of
 the run, early stopping, the recipe chosen from corpus size and speed, stream order and state
 resets. Tiny models; assertions from the definitions."""
 
@@ -8,9 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from rnncli import train as TR
+from rnncli.lm import train as TR
 from rnncli.config import ModelConfig, OptimConfig, TrainConfig
 from rnncli.errors import ConfigError
+from rnncli.lm import recipe as RC
+from rnncli.data.chars import StreamBatches
 
 TINY_MODEL = ModelConfig(hidden_size=8, num_layers=1, embedding_size=4, dropout=0.0)
 
@@ -95,7 +97,7 @@ def test_patience_zero_never_stops_early(tmp_path, corpus_file, monkeypatch):
 # ---------------------------------------------------------------- recipe
 
 def recipe(chars: int, speed: float, seconds: float = 570, auto=("hidden_size", "num_layers", "dropout")):
-    return TR.choose_recipe(ModelConfig(), auto, chars, 65, 32, 64, speed, seconds)
+    return RC.choose_recipe(ModelConfig(), auto, chars, 65, 32, 64, speed, seconds)
 
 
 def test_recipe_grows_the_model_with_the_budget_and_caps_it_by_the_text():
@@ -105,7 +107,7 @@ def test_recipe_grows_the_model_with_the_budget_and_caps_it_by_the_text():
     assert sizes[0] != sizes[-1]
     small = recipe(200_000, 200_000).model  # fast machine, short text: capped by the text
     n_small = TR.count_params({k: np.empty(s) for k, s in TR.M.lm_shapes(small, 65).items()})
-    assert n_small <= TR.PARAMS_PER_CHAR * 200_000
+    assert n_small <= RC.PARAMS_PER_CHAR * 200_000
     assert small.hidden_size * small.num_layers < recipe(3_000_000, 200_000).model.hidden_size * 2
 
 
@@ -119,27 +121,27 @@ def test_recipe_dropout_rises_as_the_text_gets_shorter():
 def test_recipe_dropout_is_one_doubling_lower_with_adams_weight_decay():
     for chars, speed in ((30_000, 20_000), (200_000, 20_000), (1_000_000, 20_000), (1_000_000, 4_000), (3_000_000, 20_000)):
         plain = recipe(chars, speed).model.dropout
-        decayed = TR.choose_recipe(ModelConfig(), ("hidden_size", "num_layers", "dropout"), chars, 65, 32, 64, speed, 570,
+        decayed = RC.choose_recipe(ModelConfig(), ("hidden_size", "num_layers", "dropout"), chars, 65, 32, 64, speed, 570,
                                    decoupled_decay=True).model.dropout
-        lowered = TR.DROPOUT_PER_DOUBLING * TR.DOUBLINGS_HELD_BY_DECAY
+        lowered = RC.DROPOUT_PER_DOUBLING * RC.DOUBLINGS_HELD_BY_DECAY
         assert decayed <= plain and decayed >= 0
         if 0 < plain < 0.5:
             assert decayed == pytest.approx(max(0.0, plain - lowered), abs=0.05 / 2), (chars, speed)
     # the same reuse with and without: a doubling more reuse with the decay gives the plain dropout
     x = recipe(1_000_000, 20_000, auto=("dropout",)).model.dropout
-    y = TR.choose_recipe(ModelConfig(), ("dropout",), 1_000_000, 65, 32, 64, 40_000, 570, decoupled_decay=True).model.dropout
+    y = RC.choose_recipe(ModelConfig(), ("dropout",), 1_000_000, 65, 32, 64, 40_000, 570, decoupled_decay=True).model.dropout
     assert x == y > 0
 
 
 def test_train_lowers_the_dropout_only_when_adams_decay_is_on(tmp_path, corpus_file, monkeypatch):
     seen = []
-    real = TR.choose_recipe
+    real = RC.choose_recipe
 
     def spy(*a, **k):
         seen.append(k.get("decoupled_decay"))
         return real(*a, **k)
 
-    monkeypatch.setattr(TR, "choose_recipe", spy)
+    monkeypatch.setattr(RC, "choose_recipe", spy)
     for name, optim in (("on", OptimConfig(weight_decay=0.05)), ("off", OptimConfig(weight_decay=0.0)),
                         ("coupled", OptimConfig(optimizer="rmsprop", weight_decay=0.05))):
         result, reasons = train_seeing_recipe(tiny_cfg(tmp_path / name, max_steps=2, auto=("dropout",), optim=optim),
@@ -180,7 +182,7 @@ def test_train_with_auto_reports_its_choice_and_keeps_the_rest(tmp_path, corpus_
 
 def test_stream_plan_reads_every_chunk_of_every_stream_once_in_order():
     ids = np.arange(1000)
-    plan = TR.StreamPlan(ids, batch_size=4, seq_len=5, streams=16)
+    plan = StreamBatches(ids, batch_size=4, seq_len=5, streams=16)
     plan.shuffle(np.random.default_rng(0))
     seen = {}
     for k in range(plan.chunks):
@@ -198,8 +200,8 @@ def test_stream_plan_reads_every_chunk_of_every_stream_once_in_order():
 
 def test_stream_plan_with_as_many_streams_as_rows_is_the_classic_order():
     ids = np.arange(500)
-    plan = TR.StreamPlan(ids, 4, 5, TR.StreamPlan.fit(len(ids), 4, 5, 0))
-    classic = TR.StreamBatches(ids, 4, 5)
+    plan = StreamBatches(ids, 4, 5, StreamBatches.fit(len(ids), 4, 5, 0))
+    classic = StreamBatches(ids, 4, 5)
     assert plan.chunks == classic.chunks
     for k in range(plan.chunks):
         for a, b in zip(plan.chunk(k), classic.chunk(k)):
@@ -207,9 +209,9 @@ def test_stream_plan_with_as_many_streams_as_rows_is_the_classic_order():
 
 
 def test_stream_plan_fit_keeps_streams_a_multiple_of_the_batch_and_long_enough():
-    assert TR.StreamPlan.fit(1_000_000, 32, 64, 512) == 512
-    assert TR.StreamPlan.fit(1_000_000, 32, 64, 500) == 480
-    S = TR.StreamPlan.fit(20_000, 32, 64, 512)
+    assert StreamBatches.fit(1_000_000, 32, 64, 512) == 512
+    assert StreamBatches.fit(1_000_000, 32, 64, 500) == 480
+    S = StreamBatches.fit(20_000, 32, 64, 512)
     assert S % 32 == 0 and 32 <= S < 512 and (20_000 - 1) // S >= 4 * 64
 
 
@@ -285,8 +287,8 @@ def test_time_budget_keeps_room_for_the_last_evaluation(tmp_path, corpus_file, m
 def test_recipe_cell_gru_for_large_texts_default_below():
     from rnncli.config import GRU_FROM_CHARS
 
-    small, why_small = TR.choose_cell(ModelConfig(cell="lstm"), GRU_FROM_CHARS - 1)
-    large, why_large = TR.choose_cell(ModelConfig(cell="lstm"), GRU_FROM_CHARS)
+    small, why_small = RC.choose_cell(ModelConfig(cell="lstm"), GRU_FROM_CHARS - 1)
+    large, why_large = RC.choose_cell(ModelConfig(cell="lstm"), GRU_FROM_CHARS)
     assert small.cell == "lstm" and large.cell == "gru"
     assert (large.hidden_size, large.num_layers, large.dropout) == (small.hidden_size, small.num_layers, small.dropout)
     assert why_small[0].startswith("cell lstm") and why_large[0].startswith("cell gru")

@@ -1,0 +1,436 @@
+"""Many-to-one text classification on the recurrent engine.
+
+    ids (T, B) --embed--> x (T, B, E) --stack "fw." (and "bw." on each text reversed)--> (T, B, H)
+      --pool over each text's own steps--> feat (B, H or 2H) --dense+ReLU+dropout ...--> logits (B, C)
+
+Variable lengths: texts are right-padded. The forward stack never looks ahead, so padding after
+a text cannot change its states; the backward stack reads each text's valid prefix reversed,
+again right-padded. Pooling reads only valid steps. So padding never changes a prediction, and
+padded steps receive exactly zero gradient (their dL/dh is 0 and nothing flows back into them).
+Batches group texts of similar length so little time is spent on padding; in inference (no
+backward pass), the rows are sorted longest first and each text's loop stops at its length, and
+layer 0 gathers its input projections from tables that fold embedding, weights and bias.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rnncli.classify.model import (
+    DTYPE,
+    Classifier,
+    classifier_shapes,
+    draw_masks,
+    init_classifier,
+    length_batches,
+    loss_and_grads,
+    pad_batch,
+)
+from rnncli.classify.ngram import (
+    NgramPath,
+    choose_mix,
+    fit_candidates,
+    mix,
+    path_from_checkpoint,
+    refit,
+)
+from rnncli.config import ClassifyConfig
+from rnncli.data.words import TokenVocab, read_labelled, tokenize
+from rnncli.data.vectors import match_glove
+from rnncli.engine import model as M
+from rnncli.engine import npz as checkpoint
+from rnncli.engine import threads as blas
+from rnncli.engine.optim import Optimizer, clip_global_norm
+from rnncli.errors import (
+    CheckpointError,
+    ConfigError,
+    CorpusError,
+    DivergedError,
+    RnnError,
+)
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
+    (rows = true class, columns = predicted)."""
+    confusion = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    tp = np.diag(confusion).astype(float)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    present = (support > 0) | (predicted > 0)
+    return {"accuracy": float(tp.sum() / max(1, len(y_true))),
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+            "support": support.tolist(), "confusion": confusion.tolist(), "n": int(len(y_true))}
+
+
+def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices): each class contributes round(fraction · count) texts
+    to validation (at least one when it has two or more)."""
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(fraction * len(idx)))
+        k = min(max(k, 1 if len(idx) >= 2 else 0), len(idx) - 1)
+        val.extend(idx[:k])
+        train.extend(idx[k:])
+    return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
+
+
+class Reporter:
+    def warn(self, message: str) -> None: ...
+    def stage(self, message: str) -> None: ...
+    def start(self, info: dict) -> None: ...
+    def epoch_start(self, epoch: int, batches: int) -> None: ...
+    def batch(self, loss: float) -> None: ...
+    def epoch_end(self, summary: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class ClassifyResult:
+    path: str
+    labels: tuple
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    val: dict
+    test: dict | None
+    info: dict
+    history: list
+
+
+RARE_CLASS = 50  # training texts below which a class is named in a warning
+
+
+IMBALANCE = 0.25  # "auto" weighs classes when the rarest has under this share of the largest's texts
+
+
+def resolve_class_weights(cfg: ClassifyConfig, y: np.ndarray, n_classes: int) -> str:
+    """"none" or "balanced": what "auto" means for these labels."""
+    if cfg.class_weights != "auto":
+        return cfg.class_weights
+    counts = np.bincount(y, minlength=n_classes)
+    present = counts[counts > 0]
+    return "balanced" if present.min() < IMBALANCE * present.max() else "none"
+
+
+def _class_weights(mode: str, y: np.ndarray, n_classes: int) -> np.ndarray:
+    if mode == "none":
+        return np.ones(n_classes)
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+def scores(log_proba: np.ndarray, y: np.ndarray, n_classes: int, class_weights: np.ndarray | None = None) -> dict:
+    """metrics() of the argmax, plus the (class-weighted) mean log-loss."""
+    result = metrics(y, log_proba.argmax(axis=1), n_classes)
+    w = np.ones(len(y)) if class_weights is None else class_weights[y]
+    picked = np.maximum(log_proba[np.arange(len(y)), y], np.log(1e-12))
+    result["loss"] = float(-(w * picked).sum() / max(w.sum(), 1e-12))
+    return result
+
+
+def evaluate_split(clf: Classifier, seqs: list, y: np.ndarray, class_weights: np.ndarray | None = None,
+                   texts: list | None = None) -> dict:
+    """Scores of the classifier on encoded texts; with an n-gram path (which reads the texts
+    themselves) also those of each part alone ("parts")."""
+    rnn = clf.rnn_log_proba(seqs)
+    if clf.ngram is None:
+        return scores(rnn, y, len(clf.labels), class_weights)
+    return mixed_scores(clf.ngram, rnn, clf.ngram.log_proba(texts), y, len(clf.labels), class_weights)
+
+
+def mixed_scores(path: NgramPath, rnn: np.ndarray, ngram: np.ndarray, y: np.ndarray, n_classes: int,
+                 class_weights: np.ndarray | None) -> dict:
+    result = scores(mix(rnn, ngram, path.alpha, path.scale), y, n_classes, class_weights)
+    result["parts"] = {part: {k: v for k, v in scores(lp, y, n_classes, class_weights).items()
+                              if k in ("accuracy", "macro_f1", "loss")}
+                       for part, lp in (("rnn", rnn), ("ngram", ngram))}
+    return result
+
+
+def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None, out_dir: str,
+                     reporter: Reporter | None = None, baseline: bool = False) -> ClassifyResult:
+    """Train, keep the best epoch, fit the n-gram path and the mix, save, score the test file.
+    With baseline, also fit baseline.py's linear model on the same training texts and score it
+    on the same validation and test texts."""
+    reporter = reporter or Reporter()
+    cfg.validate()
+    if baseline:
+        from rnncli.classify import baseline as yardstick
+
+        yardstick.require()
+    blas.set_threads(cfg.threads)
+    started = time.perf_counter()
+    data = read_labelled(data_path, cfg.on_decode_error)
+    name = os.path.basename(data_path)
+    if not data.texts:
+        raise CorpusError(f"{name}: no usable `label<TAB>text` lines "
+                          f"({data.skipped_no_tab} without a TAB, {data.skipped_empty} with an empty text)")
+    labels = tuple(sorted(set(data.labels)))
+    if len(labels) < 2:
+        raise CorpusError(f"{name}: only one class ({labels[0]!r}); a classifier needs at least two")
+    if test_path:  # a bad test file must fail now, not after the training it would throw away
+        test_data = read_labelled(test_path, cfg.on_decode_error, keep_empty=True)
+        if not any(label in labels for label in test_data.labels):
+            raise CorpusError(f"{os.path.basename(test_path)}: no lines with a label of {name} "
+                              f"({', '.join(labels)})")
+    y_all = np.array([labels.index(l) for l in data.labels], np.int64)
+    rng, train_idx, val_idx = split_for(cfg, y_all)
+    if len(val_idx) == 0:
+        raise CorpusError(f"{name}: too few texts to hold out a validation split")
+    tokens = [tokenize(t, cfg.tokens) for t in data.texts]
+    vocab = TokenVocab.build([tokens[i] for i in train_idx], cfg.min_freq, cfg.max_vocab)
+    coverage = None
+    if cfg.glove:
+        glove = match_glove(cfg.glove, vocab, [tokens[i] for i in train_idx], cfg.glove_match, cfg.glove_dim,
+                            cfg.stem_vector)
+        vectors, dim = glove.vectors, glove.dim
+        if dim != cfg.embedding_size:
+            cfg = replace(cfg, embedding_size=dim)
+        coverage = {**glove.coverage, "match": glove.match, "why": glove.why, "source": glove.source,
+                    "words": glove.words, "stem_vector": glove.stem_vector}
+    shapes = classifier_shapes(cfg, vocab.size, len(labels))
+    M.require_memory(shapes, DTYPE, copies=4)
+    params = init_classifier(cfg, shapes, rng, DTYPE)
+    if cfg.glove:
+        hit = ~np.isnan(vectors[:, 0])
+        params["embed"][hit] = vectors[hit]
+    index = vocab.index()
+    seqs = [vocab.encode(t, index, cfg.max_len) for t in tokens]
+    clf = Classifier(cfg, vocab, labels, params)
+    train_seqs = [seqs[i] for i in train_idx]
+    y_train, y_val = y_all[train_idx], y_all[val_idx]
+    val_seqs = [seqs[i] for i in val_idx]
+    weighting = resolve_class_weights(cfg, y_train, len(labels))
+    cw = _class_weights(weighting, y_train, len(labels))
+    train_counts = np.bincount(y_train, minlength=len(labels))
+    trainable = {k: v for k, v in params.items() if not (k == "embed" and cfg.freeze_embeddings)}
+    opt = Optimizer(cfg.optim(), trainable)
+    grads = M.zeros_like_params(trainable)
+    if cfg.freeze_embeddings:
+        grads["embed"] = np.zeros((0, 0), DTYPE)  # never read: embeddings are not trained
+    work = M.Workspace(DTYPE)
+    lengths = np.array([len(s) for s in train_seqs])
+    truncated = sum(len(t) > cfg.max_len for t in tokens)
+    info = {"train": len(train_idx), "val": len(val_idx), "labels": labels, "vocab": vocab.size,
+            "skipped_no_tab": data.skipped_no_tab, "skipped_empty": data.skipped_empty,
+            "truncated": truncated, "coverage": coverage, "params": int(sum(p.size for p in params.values())),
+            "embedding_size": cfg.embedding_size, "class_counts": np.bincount(y_all, minlength=len(labels)).tolist(),
+            "class_weights": weighting, "auto_weights": cfg.class_weights == "auto", "ngram": cfg.ngram,
+            "rare": [(labels[c], int(n)) for c, n in enumerate(train_counts) if n < RARE_CLASS]}
+    reporter.start(info)
+    candidates, reserve = None, 0.0
+    if cfg.ngram:  # fitted first, so the recurrent training knows how much of --max-time is left
+        reporter.stage("fitting the n-gram path on the training texts")
+        candidates = fit_candidates([data.texts[i] for i in train_idx], y_train, cw[y_train],
+                                    [data.texts[i] for i in val_idx], len(labels), cfg.ngram)
+        reserve = 1.5 * candidates.seconds_per_fit  # for its refit on training + validation texts
+    best = (math.inf, 0, {k: v.copy() for k, v in params.items()}, None)
+    history = []
+    bad_epochs = 0
+    epoch = 0
+    diverged = ""  # what went non-finite, and when
+    stopped = "epochs"  # why training ended: "epochs", "patience" or "time"
+    for epoch in range(1, cfg.epochs + 1):
+        batches = length_batches(lengths, cfg.batch_size, rng)
+        reporter.epoch_start(epoch, len(batches))
+        total, seen = 0.0, 0
+        for idx in batches:
+            ids, rev, lens = pad_batch([train_seqs[i] for i in idx])
+            y = y_train[idx].astype(np.int32)
+            w = cw[y]
+            w = w / w.sum()
+            for g in grads.values():
+                g.fill(0)
+            masks = draw_masks(cfg, ids.shape[0], ids.shape[1], rng, DTYPE)
+            loss = loss_and_grads(cfg, params, grads, ids, rev, lens, y, w, work, masks,
+                                  train_embed=not cfg.freeze_embeddings)
+            norm = clip_global_norm({k: grads[k] for k in trainable}, cfg.clip)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                diverged = f"the training loss became non-finite in epoch {epoch}"
+                break
+            opt.step(trainable, grads, cfg.lr)
+            total += loss * len(idx)
+            seen += len(idx)
+            reporter.batch(loss)
+            if cfg.max_time and time.perf_counter() - started > cfg.max_time - reserve:
+                stopped = "time"  # this partial epoch is still evaluated, and kept if it is the best
+                break
+        if diverged:
+            break
+        val = evaluate_split(clf, val_seqs, y_val, cw)
+        if not math.isfinite(val["loss"]):
+            diverged = f"the validation loss became {val['loss']} after epoch {epoch}"
+            break
+        improved = val["loss"] < best[0]
+        if improved:
+            best = (val["loss"], epoch, {k: v.copy() for k, v in params.items()}, val)
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        summary = {"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": val["loss"],
+                   "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "best": improved,
+                   "seconds": time.perf_counter() - started}
+        history.append(summary)
+        reporter.epoch_end(summary)
+        if stopped == "time":
+            break
+        if bad_epochs >= cfg.patience:
+            stopped = "patience"
+            break
+    reporter.close()
+    info["stopped"] = stopped
+    _, best_epoch, best_params, best_val = best
+    for k in params:
+        params[k][...] = best_params[k]  # early stopping: the best epoch's weights
+    if diverged and best_val is None:
+        raise DivergedError(f"{diverged}; no epoch finished with a finite validation loss, so nothing was saved; "
+                            f"try a lower --lr")
+    if candidates is not None and not diverged:
+        reporter.stage("choosing the mix on the validation split")
+        rnn_val = clf.rnn_log_proba(val_seqs)
+        path = choose_mix(candidates, rnn_val, y_val, cw[y_val])
+        # The validation score of the mix as chosen, with the n-gram model fitted on the training
+        # texts alone (the refit below, which adds the validation texts, would flatter it).
+        best_val = mixed_scores(path, rnn_val, candidates.val_log_proba[path.C], y_val, len(labels), cw)
+        fit_idx = np.concatenate([train_idx, val_idx])
+        clf.ngram = refit(path, [data.texts[i] for i in fit_idx], y_all[fit_idx], cw[y_all[fit_idx]])
+        info["mix"] = {"alpha": clf.ngram.alpha, "C": clf.ngram.C, "terms": clf.ngram.features.size}
+    run_dir = checkpoint.new_run_dir(out_dir, f"{os.path.splitext(name)[0]}-classifier")
+    extra = {"best_epoch": best_epoch, "history": history, "val": best_val, "info": info,
+             "data": os.path.abspath(data_path), "data_sha256": file_sha256(data_path)}
+    baseline_model = None
+    if baseline and not diverged:
+        reporter.stage("fitting the baseline on the same training texts")
+        baseline_model = yardstick.fit([data.texts[i] for i in train_idx], y_train)
+        best_val["baseline"] = _brief(metrics(y_val, baseline_model.predict([data.texts[i] for i in val_idx]),
+                                              len(labels)))
+        extra["baseline"] = yardstick.DESCRIPTION
+    path = save_classifier(os.path.join(run_dir, "best.npz"), clf, extra)
+    if diverged:  # the best finite epoch is kept; the test file is not scored by a failed run
+        raise DivergedError(f"{diverged}; the best finite epoch ({best_epoch}, validation loss "
+                            f"{best_val['loss']:.4f}) was saved to {path}; try a lower --lr")
+    test = None
+    if test_path:  # scored once, with the best weights, after they are safely saved
+        test = evaluate_file(clf, test_path, cfg.on_decode_error, baseline_model)
+        save_classifier(path, clf, {**extra, "test": test})
+    seconds = time.perf_counter() - started
+    return ClassifyResult(path, labels, best_epoch, epoch, seconds, best_val, test, info, history)
+
+
+def split_for(cfg: ClassifyConfig, y_all: np.ndarray) -> tuple:
+    """(rng, training indices, validation indices): the split every run of cfg on these labels
+    makes; the rng goes on to initialise the model."""
+    rng = np.random.default_rng(cfg.seed)
+    return (rng, *stratified_split(y_all, cfg.val_fraction, rng))
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _brief(m: dict) -> dict:
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
+def refit_baseline(clf: Classifier, on_error: str = "strict"):
+    """baseline.py's model fitted again on the training split of a checkpoint trained with
+    --baseline: the data file it names must still hold the same bytes."""
+    from rnncli.classify import baseline as yardstick
+
+    yardstick.require()
+    path = clf.meta.get("data", "")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise CorpusError(f"baseline: the training file {path!r} is not there any more; it is needed to refit")
+    if file_sha256(path) != clf.meta.get("data_sha256"):
+        raise CorpusError(f"baseline: {path} has changed since training; the baseline cannot be refitted "
+                          f"on the same texts")
+    data = read_labelled(path, on_error)
+    y_all = np.array([clf.labels.index(l) for l in data.labels], np.int64)
+    _, train_idx, _ = split_for(clf.cfg, y_all)
+    return yardstick.fit([data.texts[i] for i in train_idx], y_all[train_idx])
+
+
+def evaluate_file(clf: Classifier, path: str, on_error: str = "strict", baseline_model=None) -> dict:
+    """Scores on a labelled file. Texts with labels the model does not know are skipped and
+    counted; empty texts are kept (predicted from a lone unknown token) and counted. With a
+    baseline model, its accuracy and macro-F1 on the same texts too ("baseline")."""
+    data = read_labelled(path, on_error, keep_empty=True)
+    known = [i for i, l in enumerate(data.labels) if l in clf.labels]
+    unknown_labels = sorted({l for l in data.labels if l not in clf.labels})
+    if not known:
+        raise CorpusError(f"{os.path.basename(path)}: no lines with a label the model knows "
+                          f"({', '.join(clf.labels)})")
+    texts = [data.texts[i] for i in known]
+    y = np.array([clf.labels.index(data.labels[i]) for i in known], np.int64)
+    result = evaluate_split(clf, clf.encode(texts), y, texts=texts)
+    if baseline_model is not None:
+        result["baseline"] = _brief(metrics(y, baseline_model.predict(texts), len(clf.labels)))
+    result.update({"skipped_unknown_label": len(data.labels) - len(known), "unknown_labels": unknown_labels,
+                   "skipped_no_tab": data.skipped_no_tab, "empty_texts": sum(not t.strip() for t in texts),
+                   "path": path})
+    return result
+
+
+def save_classifier(path: str, clf: Classifier, extra: dict) -> str:
+    arrays = {f"param/{k}": v for k, v in clf.params.items()}
+    meta = {}
+    if clf.ngram is not None:
+        arrays.update(clf.ngram.arrays())
+        meta["ngram"] = clf.ngram.meta()
+    cfg = vars(clf.cfg).copy()
+    cfg["dense"] = list(cfg["dense"])
+    return checkpoint.save(path, arrays, {"kind": "classifier", "config": cfg, "labels": list(clf.labels),
+                                          "vocab": list(clf.vocab.tokens), **meta, **extra})
+
+
+def load_classifier(path: str) -> Classifier:
+    arrays, meta = checkpoint.load(path, kind="classifier")
+    name = os.path.basename(path)
+    try:
+        raw = dict(meta["config"])
+        raw["dense"] = tuple(raw["dense"])
+        raw.setdefault("ngram", 0)  # saved before the n-gram path existed
+        cfg = ClassifyConfig(**raw).validate()
+        if not all(isinstance(v, list) and all(isinstance(t, str) for t in v)
+                   for v in (meta["labels"], meta["vocab"])):
+            raise ConfigError("labels and vocabulary must be lists of strings")
+        "".join(meta["labels"] + meta["vocab"]).encode("utf-8")  # no lone surrogates: labels get printed
+        labels = tuple(meta["labels"])
+        vocab = TokenVocab(tuple(meta["vocab"]))
+        if len(labels) < 2 or vocab.size < 2 or len(set(labels)) < len(labels):
+            raise ConfigError("too few or repeated labels, or too few vocabulary entries")
+    except (KeyError, TypeError, ValueError, RnnError) as e:
+        raise CheckpointError(f"{name}: metadata is incomplete or invalid ({e})") from None
+    try:
+        params = M.check_params(checkpoint.group(arrays, "param"),
+                                classifier_shapes(cfg, vocab.size, len(labels)), DTYPE)
+    except ConfigError as e:
+        raise CheckpointError(f"{name}: {e} (vocabulary {vocab.size}, {len(labels)} labels)") from None
+    ngram = None
+    if "ngram" in meta:
+        try:
+            ngram = path_from_checkpoint(arrays, meta["ngram"], len(labels))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{name}: the n-gram path is incomplete or invalid ({e})") from None
+    return Classifier(cfg, vocab, labels, params, meta, ngram, frozen=True)
+
+
+def predict_lines(clf: Classifier, lines: list[str]) -> np.ndarray:
+    return clf.predict_proba(lines)

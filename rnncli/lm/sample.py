@@ -1,0 +1,222 @@
+"""Sampling text from a language-model checkpoint (or from parameters in memory)."""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli.config import CELLS, ModelConfig, model_config_from_dict
+from rnncli.data.chars import Vocab
+from rnncli.engine import model as M
+from rnncli.engine import npz as checkpoint
+from rnncli.engine import threads as blas
+from rnncli.engine.kernels import linear as k_lin
+from rnncli.engine.kernels import panel as k_panel
+from rnncli.engine.kernels import sampling as k_sampling
+from rnncli.engine.kernels import sync as k_sync
+from rnncli.errors import CheckpointError, ConfigError, RnnError
+
+CHUNK = 64  # characters per kernel call: small enough to stream, large enough to hide overhead
+SPLIT_MIN_BYTES = 1 << 20  # weights read per character below which one thread samples alone
+BATCH_SAMPLES = 256  # samples drawn together at most (their states and scratch stay small)
+
+
+@dataclass
+class LanguageModel:
+    cfg: ModelConfig
+    vocab: Vocab
+    params: dict
+    meta: dict
+    path: str = ""
+
+
+def load_lm(path: str) -> LanguageModel:
+    """A language-model checkpoint, checked against its own metadata."""
+    arrays, meta = checkpoint.load(path, kind="lm")
+    return lm_from_arrays(arrays, meta, path)
+
+
+def lm_from_arrays(arrays: dict, meta: dict, path: str) -> LanguageModel:
+    name = path
+    try:
+        if not isinstance(meta.get("model"), dict):
+            raise ConfigError("no model settings")
+        cfg = model_config_from_dict(meta["model"]).validate()
+        vocab = Vocab(meta["vocab"])
+    except (KeyError, TypeError, RnnError) as e:
+        raise CheckpointError(f"{name}: metadata is incomplete or invalid ({e})") from None
+    try:
+        params = M.check_params(checkpoint.group(arrays, "param"), M.lm_shapes(cfg, vocab.size), np.float32)
+    except ConfigError as e:
+        raise CheckpointError(f"{name}: {e} (vocabulary of {vocab.size} characters)") from None
+    if not all(np.isfinite(p).all() for p in params.values()):
+        raise CheckpointError(f"{name}: parameters contain NaN or infinity")
+    return LanguageModel(cfg, vocab, params, meta, path)
+
+
+def latest_best_checkpoint(out_dir: str) -> str:
+    """best.npz of the most recently written run under out_dir."""
+    found = glob.glob(os.path.join(out_dir, "*", "best.npz"))
+    if not found:
+        raise CheckpointError(f"no checkpoint found under {out_dir}/; run `rnn train` first or give a checkpoint path")
+    return max(found, key=os.path.getmtime)
+
+
+def decode_escapes(text: str, what: str = "prime") -> str:
+    r"""Turn \n, \t, \\ and \uXXXX escapes typed on a command line into characters; what names
+    the option in the error."""
+    if "\\" not in text:
+        return text
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what}: bad escape sequence ({e.reason})") from None
+
+
+class Generator:
+    """Streams characters from a model, one sample or a batch of them; large models on several
+    threads (parties)."""
+
+    def __init__(self, lm: LanguageModel, threads: int | None = None):
+        """threads: as blas.set_threads (0 = all cores); None leaves the process's setting."""
+        if threads is not None:
+            blas.set_threads(threads)
+        self.lm = lm
+        cfg, p = lm.cfg, lm.params
+        L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
+        dt = np.float32
+        if cfg.embedding_size > 0:
+            self.table0 = np.empty((lm.vocab.size, GH), dt)
+            k_lin.linear_forward(p["embed"], p["l0.W_xh"], p["l0.b"], self.table0)
+        else:
+            self.table0 = np.ascontiguousarray(p["l0.W_xh"].T + p["l0.b"], dt)
+        self.W_xh_up = np.ascontiguousarray(np.stack([p[f"l{k}.W_xh"] for k in range(1, L)]) if L > 1
+                                            else np.zeros((0, GH, H), dt), dt)
+        self.b_up = np.ascontiguousarray(np.stack([p[f"l{k}.b"] for k in range(1, L)]) if L > 1
+                                         else np.zeros((0, GH), dt), dt)
+        self.W_hh = np.ascontiguousarray(np.stack([p[f"l{k}.W_hh"] for k in range(L)]), dt)
+        self.b_hn = np.ascontiguousarray(np.stack([p[f"l{k}.b_hn"] for k in range(L)]) if cfg.cell == "gru"
+                                         else np.zeros((L, H), dt), dt)
+        self.W_hy = np.ascontiguousarray(p["W_hy"], dt)
+        # each matrix packed once for the generation kernel's products
+        self.P_xh_up = _packed_stack(self.W_xh_up, cfg.gates)
+        self.P_hh = _packed_stack(self.W_hh, cfg.gates)
+        self.P_hy = k_panel.packed(self.W_hy, True)
+        self.b_y = np.ascontiguousarray(p["b_y"], dt)
+        self.cell = CELLS.index(cfg.cell)
+        self.code = ("tanh", "relu", "sigmoid").index(cfg.activation)
+
+    def parties(self) -> int:
+        """Threads that share each character's products: those set by blas.set_threads, when
+        the weights one character reads are large enough to be worth splitting
+        (SPLIT_MIN_BYTES), at most one per UNITS_PER_WORKER hidden units."""
+        if self.weight_bytes() < SPLIT_MIN_BYTES:
+            return 1
+        return max(1, min(blas.workers(), -(-self.lm.cfg.hidden_size // blas.UNITS_PER_WORKER)))
+
+    def weight_bytes(self) -> int:
+        """Bytes of weights read per generated character (each matrix once)."""
+        return 4 * (self.W_xh_up.size + self.W_hh.size + self.W_hy.size)
+
+    def generate(self, state: np.ndarray, feed: np.ndarray, inv_temp: float, top_k: int,
+                 uniforms: np.ndarray, out: np.ndarray) -> None:
+        """kernels/sampling.generate over the threads of parties(), each on its share of the
+        hidden units and of the vocabulary; state (L, S, B, H) in/out, out (n, B) written."""
+        L, S, B, H = state.shape
+        GH, V = self.W_hh.shape[1], self.W_hy.shape[0]
+        parties = self.parties()
+        xp, gates = np.empty((B, GH), np.float32), np.empty((B, GH), np.float32)
+        hn, logits = np.empty((B, H), np.float32), np.empty((2, B, V), np.float32)
+        hs = np.empty((2,) + state.shape, np.float32)
+        hs[0] = state
+        barrier = np.zeros(k_sync.BARRIER_WORDS, np.int64)
+        shares = zip(blas.unit_shares(H, parties), blas.unit_shares(V, parties))
+        blas.together([functools.partial(
+            k_sampling.generate, self.cell, self.code, self.table0, self.W_xh_up, self.P_xh_up, self.b_up,
+            self.W_hh, self.P_hh, self.b_hn, self.W_hy, self.P_hy, self.b_y, state, feed, inv_temp, top_k,
+            uniforms, out, xp, gates, hn, hs, logits, u0, u1, v0, v1, barrier, parties, rank)
+            for rank, ((u0, u1), (v0, v1)) in enumerate(shares)])
+
+    def start_token(self) -> int:
+        """What to feed when there is no prime: a newline if the model knows one."""
+        chars = self.lm.vocab.chars
+        return chars.index("\n") if "\n" in chars else 0
+
+    def stream(self, prime_ids: np.ndarray, length: int, temperature: float, top_k: int,
+               rng: np.random.Generator, stop: str = ""):
+        """Yield decoded pieces of at most CHUNK characters, `length` characters in all, ending
+        early just after `stop` appears (stop = "" never stops)."""
+        for pieces in self.stream_batch(prime_ids, length, temperature, top_k, [rng], stop):
+            if pieces[0]:
+                yield pieces[0]
+
+    def stream_batch(self, prime_ids: np.ndarray, length: int, temperature: float, top_k: int,
+                     rngs: list, stop: str = ""):
+        """Draw len(rngs) samples as one batch, so that each step reads the weights once for
+        all of them: yield, per chunk of at most CHUNK characters, one decoded piece per sample.
+        Sample b takes its random numbers from rngs[b] alone and rows never interact, so it is
+        the very text it would be drawn alone. A sample ends just after `stop` appears (pieces
+        "" from then on); the loop ends when all have, or after `length` characters."""
+        if temperature < 0:
+            raise ConfigError("temperature: must be 0 (greedy) or positive")
+        inv_temp = 0.0 if temperature == 0 else 1.0 / temperature
+        B = len(rngs)
+        state = M.zero_state(self.lm.cfg, B, np.float32)
+        prime = np.asarray(prime_ids, np.int32).reshape(-1, 1)
+        feed = np.ascontiguousarray(np.repeat(prime, B, axis=1))
+        produced = 0
+        tails = [""] * B
+        done = [False] * B
+        while produced < length and not all(done):
+            n = min(CHUNK, length - produced)
+            out = np.empty((n, B), np.int32)
+            uniforms = np.ascontiguousarray(np.stack([rng.random(n) for rng in rngs], axis=1))
+            self.generate(state, feed, inv_temp, top_k, uniforms, out)
+            feed = out[-1:].copy()
+            produced += n
+            pieces = []
+            for b in range(B):
+                piece = "" if done[b] else self.lm.vocab.decode(out[:, b])
+                if stop and piece:
+                    window = tails[b] + piece
+                    at = window.find(stop)
+                    if at >= 0:
+                        piece = window[len(tails[b]):at + len(stop)] if at + len(stop) > len(tails[b]) else ""
+                        done[b] = True
+                    else:
+                        tails[b] = window[-(len(stop) - 1):] if len(stop) > 1 else ""
+                pieces.append(piece)
+            yield pieces
+
+
+def _packed_stack(W: np.ndarray, G: int) -> np.ndarray:
+    """panel.packed_gates(W[k], G) for each matrix of a stack (L, G·H, K), stacked; (0, ...) if
+    L = 0."""
+    N, K = W.shape[1], W.shape[2]
+    if W.shape[0] == 0:
+        return np.zeros((0, G * -(-(N // G) // k_panel.NR), K, k_panel.NR), W.dtype)
+    return np.stack([k_panel.packed_gates(w, G) for w in W])
+
+
+def prime_ids(lm: LanguageModel, prime: str, drop_unknown: bool) -> np.ndarray:
+    """The prime text as ids; unknown characters are an error listing them, or dropped."""
+    unknown = lm.vocab.unknown(prime)
+    if unknown:
+        if not drop_unknown:
+            shown = " ".join(repr(c) for c in unknown[:20])
+            raise ConfigError(f"prime: characters the model has never seen: {shown}; "
+                              f"remove them or pass --drop-unknown")
+        prime = "".join(c for c in prime if c not in set(unknown))
+    return lm.vocab.encode(prime)
+
+
+def preview(cfg: ModelConfig, vocab: Vocab, params: dict, length: int, temperature: float, seed: int) -> str:
+    """A short sample straight from parameters in memory (training previews)."""
+    lm = LanguageModel(cfg, vocab, params, {})
+    gen = Generator(lm)
+    rng = np.random.default_rng(seed)
+    return "".join(gen.stream(np.array([gen.start_token()]), length, temperature, 0, rng))

@@ -1,0 +1,531 @@
+"""Numbers about a model, for the report: hidden units over text, gate saturation, gradients
+through time, and what a run folder recorded. Arrays and dataclasses out; report.py draws them.
+
+Import it as `from rnncli import inspect as ins` (the name is the standard library's too).
+
+    units       every unit's activation over a passage, its correlation with simple properties
+                of the text (inside quotes or brackets, position in the line, ...), and the
+                units most tied to each property
+    saturation  per layer and sigmoid gate, the fraction of steps each unit spends below 0.1
+                (left-saturated) and above 0.9 (right-saturated)
+    gradients   ||dL/dh_{t-k}|| against k, for a loss at step t only, read from the cells' own
+                BPTT kernels one step at a time (model.stack_state_grads), in float64
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnncli.config import CELLS, ModelConfig
+from rnncli.data.chars import Vocab, read_text, split_train_val
+from rnncli.engine import model as M
+from rnncli.engine import npz as checkpoint
+from rnncli.engine import threads as blas
+from rnncli.errors import CheckpointError, CorpusError
+
+LN2 = math.log(2.0)
+TEMPERATURES = (0.2, 0.5, 0.8, 1.2)
+# sigmoid gates, by their index in the fused weights (config.GATES); tanh blocks are left out
+SIGMOID_GATES = {"lstm": (("input", 0), ("forget", 1), ("output", 3)), "gru": (("reset", 0), ("update", 1))}
+OPENERS, CLOSERS, TOGGLES = "([{«“‘", ")]}»”’", '"'
+PROPERTIES = ("inside quotes or brackets", "position in the line", "just read a newline", "vowel",
+              "upper case", "space")
+
+
+# ---------------------------------------------------------------- runs and their history
+
+@dataclass
+class RunFiles:
+    run_dir: str
+    model: str  # the checkpoint whose weights are inspected (best.npz when there is one)
+    history: str  # the checkpoint with the longest history (latest.npz when there is one)
+
+
+def resolve_run(run: str | None, out_dir: str = "runs") -> RunFiles:
+    """A run folder, a checkpoint in one, or (None) the most recently written run under out_dir."""
+    if run is None:
+        found = [p for p in glob.glob(os.path.join(out_dir, "*", "*.npz"))
+                 if os.path.basename(p) in ("best.npz", "latest.npz")]
+        if not found:
+            raise CheckpointError(f"no run found under {out_dir}/; run `rnn train` first or give a run folder")
+        run = os.path.dirname(max(found, key=os.path.getmtime))
+    run = os.path.normpath(run)
+    if os.path.isdir(run):
+        best, latest = os.path.join(run, "best.npz"), os.path.join(run, "latest.npz")
+        have = [p for p in (best, latest) if os.path.isfile(p)]
+        if not have:
+            raise CheckpointError(f"{run}: no best.npz or latest.npz in this folder; give a run folder "
+                                  f"made by `rnn train` or `rnn classify train`, or a checkpoint")
+        return RunFiles(run, have[0], have[-1])
+    if not os.path.isfile(run):
+        raise CheckpointError(f"{run}: no such run folder or checkpoint")
+    run_dir = os.path.dirname(os.path.abspath(run))
+    latest = os.path.join(run_dir, "latest.npz")
+    return RunFiles(run_dir, run, latest if os.path.isfile(latest) else run)
+
+
+@dataclass
+class Curves:
+    """A language model's learning curves (nats/char) from checkpoint metadata."""
+
+    steps: np.ndarray  # (n,) evaluation steps
+    train: np.ndarray  # (n,) mean training loss since the previous evaluation
+    val: np.ndarray  # (n,) validation loss, NaN where none
+    seconds: np.ndarray | None  # (n,) wall time at each evaluation; None in older checkpoints
+    best_step: int | None
+    best_val: float | None
+
+
+def _number(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else math.nan
+
+
+def lm_curves(meta: dict) -> Curves:
+    """The loss history in meta["progress"]; entries that are not [step, number] are skipped.
+    Wall time is matched to the steps it was recorded at (checkpoints written before it was
+    recorded, or resumed from one, lack some or all of it)."""
+    progress = meta.get("progress") if isinstance(meta.get("progress"), dict) else {}
+    history = progress.get("history") if isinstance(progress.get("history"), dict) else {}
+
+    def pairs(name: str) -> dict:
+        rows = history.get(name) if isinstance(history.get(name), list) else []
+        return {int(r[0]): _number(r[1]) for r in rows
+                if isinstance(r, list) and len(r) == 2 and isinstance(r[0], int) and not isinstance(r[0], bool)}
+
+    train, val, when = pairs("train"), pairs("val"), pairs("time")
+    steps = np.array(sorted(train), dtype=np.int64)
+    seconds = None
+    if steps.size and all(s in when and math.isfinite(when[s]) for s in steps):
+        seconds = np.array([when[s] for s in steps])
+    best_val = _number(progress.get("best_val"))
+    best_step = progress.get("best_step")
+    return Curves(steps, np.array([train[s] for s in steps]), np.array([val.get(s, math.nan) for s in steps]),
+                  seconds, best_step if isinstance(best_step, int) and math.isfinite(best_val) else None,
+                  best_val if math.isfinite(best_val) else None)
+
+
+# ---------------------------------------------------------------- properties of text
+
+def text_properties(text: str) -> dict[str, np.ndarray]:
+    """Per character, float (n,): what a unit might track after reading it.
+
+    inside quotes or brackets: 1 from an opening ( [ { « “ ‘ or a first " up to (not including)
+    its closing one, or the end of the paragraph; position in the line: characters since the last newline; just read a
+    newline; vowel (a e i o u, accents ignored); upper case; space.
+    """
+    n = len(text)
+    inside = np.zeros(n)
+    column = np.zeros(n)
+    depth, quoted, col = 0, False, 0
+    for t, ch in enumerate(text):
+        if ch in OPENERS:
+            depth += 1
+        elif ch in CLOSERS:
+            depth = max(0, depth - 1)
+        elif ch in TOGGLES:
+            quoted = not quoted
+        inside[t] = 1.0 if depth > 0 or quoted else 0.0
+        col = 0 if ch == "\n" else col + 1
+        column[t] = col
+        if ch == "\n" and t and text[t - 1] == "\n":
+            depth, quoted = 0, False  # an unclosed quote or bracket ends with its paragraph
+    base = [unicodedata.normalize("NFD", ch)[0].lower() for ch in text]
+    return {
+        "inside quotes or brackets": inside,
+        "position in the line": column,
+        "just read a newline": np.array([ch == "\n" for ch in text], float),
+        "vowel": np.array([b in "aeiou" for b in base], float),
+        "upper case": np.array([ch.isupper() for ch in text], float),
+        "space": np.array([ch == " " for ch in text], float),
+    }
+
+
+def correlations(values: np.ndarray, props: dict[str, np.ndarray]) -> np.ndarray:
+    """Pearson r of each column of values (n, U) with each property (n,): (P, U), in the order
+    of props; 0 where either side is constant."""
+    v = values - values.mean(axis=0)
+    v_norm = np.sqrt((v * v).sum(axis=0))
+    out = np.zeros((len(props), values.shape[1]))
+    for i, p in enumerate(props.values()):
+        q = p - p.mean()
+        q_norm = math.sqrt(float(q @ q))
+        if q_norm == 0:
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (q @ v) / (q_norm * v_norm)
+        out[i] = np.where(v_norm > 0, r, 0.0)
+    return out
+
+
+# ---------------------------------------------------------------- activations and units
+
+@dataclass
+class Activity:
+    """What the model computed while reading a passage of n characters (B = 1)."""
+
+    h: np.ndarray  # (L, n, H) hidden states
+    c: np.ndarray | None  # (L, n, H) LSTM cells, else None
+    gates: np.ndarray | None  # (L, n, G, H) activated gates (LSTM i f g o, GRU r z n), else None
+
+
+def activity(cfg: ModelConfig, params: dict, ids: np.ndarray) -> Activity:
+    """Run the model over ids (n,) from a zero state, no dropout, and keep every layer's states."""
+    n = len(ids)
+    dtype = next(iter(params.values())).dtype
+    work = M.Workspace(dtype)
+    inputs = np.ascontiguousarray(np.asarray(ids, np.int32).reshape(n, 1))
+    M.lm_forward(cfg, params, inputs, M.zero_state(cfg, 1, dtype), work)
+    layers = [M.layer_activity(cfg, work, n, 1, k) for k in range(cfg.num_layers)]
+    h = np.stack([a["h"][:, 0] for a in layers]).astype(np.float64)
+    c = np.stack([a["c"][:, 0] for a in layers]).astype(np.float64) if cfg.cell == "lstm" else None
+    gates = np.stack([a["gates"][:, 0] for a in layers]).astype(np.float64) if cfg.cell != "rnn" else None
+    return Activity(h, c, gates)
+
+
+@dataclass
+class Unit:
+    """One unit picked for display."""
+
+    layer: int  # 0-based
+    kind: str  # "h" (hidden state) or "c" (LSTM cell)
+    index: int
+    why: str  # the property it was picked for, or "most active" / "least active"
+    property: str  # the property it correlates with most strongly
+    r: float  # that correlation
+    mean_abs: float
+    values: np.ndarray  # (n,) over the passage
+
+
+@dataclass
+class UnitSearch:
+    units: list  # [Unit]
+    table: dict  # property -> (best |r| unit label, r) over all candidate units
+    candidates: int
+
+
+def _candidates(act: Activity) -> tuple[np.ndarray, list]:
+    """All units as columns (n, U) and their (layer, kind, index)."""
+    cols, names = [], []
+    for kind, arr in (("h", act.h), ("c", act.c)):
+        if arr is None:
+            continue
+        L, n, H = arr.shape
+        cols.append(arr.transpose(1, 0, 2).reshape(n, L * H))
+        names += [(k, kind, j) for k in range(L) for j in range(H)]
+    return np.concatenate(cols, axis=1), names
+
+
+def find_units(act: Activity, text: str) -> UnitSearch:
+    """For each property of the text, the unit (hidden state or LSTM cell, any layer) whose
+    activation correlates with it most strongly, each unit at most once; then the hidden units
+    with the largest and the smallest mean |activation|."""
+    props = text_properties(text)
+    values, names = _candidates(act)
+    R = correlations(values, props)
+    prop_names = list(props)
+    used: set = set()
+    units, table = [], {}
+
+    def make(u: int, why: str) -> Unit:
+        best = int(np.argmax(np.abs(R[:, u])))
+        k, kind, j = names[u]
+        return Unit(k, kind, j, why, prop_names[best], float(R[best, u]), float(np.abs(values[:, u]).mean()),
+                    values[:, u].copy())
+
+    shown = [i for i, name in enumerate(prop_names) if props[name].std()]  # others never vary here
+    for i in shown:
+        best = int(np.argmax(np.abs(R[i])))
+        k, kind, j = names[best]
+        table[prop_names[i]] = (f"layer {k + 1} {kind}[{j}]", float(R[i, best]))
+    # the strongest (property, unit) pair first, so a unit that tracks one property well is not
+    # spent on a property it tracks only a little
+    A = np.abs(R[shown]) if shown else np.zeros((0, R.shape[1]))
+    picked = {}
+    while len(picked) < len(shown):
+        i, u = np.unravel_index(int(np.argmax(A)), A.shape)
+        picked[shown[i]] = int(u)
+        A[i, :] = -1.0
+        A[:, u] = -1.0
+        used.add(int(u))
+    for i in shown:
+        units.append(make(picked[i], prop_names[i]))
+        units[-1].property, units[-1].r = prop_names[i], float(R[i, picked[i]])
+    hidden = [u for u, (_, kind, _) in enumerate(names) if kind == "h"]
+    activeness = np.abs(values[:, hidden]).mean(axis=0)
+    for why, order in (("most active", np.argsort(-activeness)), ("least active", np.argsort(activeness))):
+        u = next(hidden[int(i)] for i in order if hidden[int(i)] not in used)
+        used.add(u)
+        units.append(make(u, why))
+    return UnitSearch(units, table, len(names))
+
+
+# ---------------------------------------------------------------- gate saturation
+
+@dataclass
+class Saturation:
+    gates: tuple  # names, e.g. ("input", "forget", "output")
+    left: np.ndarray  # (L, len(gates), H): fraction of steps below 0.1
+    right: np.ndarray  # (L, len(gates), H): fraction of steps above 0.9
+
+
+def gate_saturation(cell: str, gates: np.ndarray, low: float = 0.1, high: float = 0.9) -> Saturation | None:
+    """gates (L, n, G, H) from activity(); None for the vanilla cell (no gates)."""
+    if cell not in SIGMOID_GATES or gates is None:
+        return None
+    names = tuple(name for name, _ in SIGMOID_GATES[cell])
+    picked = gates[:, :, [i for _, i in SIGMOID_GATES[cell]], :]  # (L, n, g, H)
+    return Saturation(names, (picked < low).mean(axis=1), (picked > high).mean(axis=1))
+
+
+# ---------------------------------------------------------------- gradients through time
+
+@dataclass
+class GradientCurve:
+    name: str  # e.g. "trained lstm" or "gru at initialisation"
+    norms: np.ndarray  # (K+1,) mean over windows of ||dL/dh_{t-k}||, all layers' states together
+    per_layer: np.ndarray  # (L, K+1)
+    slope: float  # least-squares slope of log10(norms[k]) over k = 1..K: decades per step back
+
+    @property
+    def factor(self) -> float:
+        """What one step back multiplies the gradient norm by, on average."""
+        return 10.0 ** self.slope
+
+
+def gradient_curve(name: str, cfg: ModelConfig, params: dict, inputs: np.ndarray, targets: np.ndarray) -> GradientCurve:
+    """||dL/dh_{t-k}|| for k = 0..T-1, where L is the cross-entropy of the last step t = T-1
+    alone, averaged over the B windows. inputs (T, B) int32; targets (B,) the characters after.
+    In float64: the norms of a vanishing gradient fall far below float32's range."""
+    p64 = {k: np.ascontiguousarray(v, np.float64) for k, v in params.items()}
+    cfg = ModelConfig(cell=cfg.cell, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                      embedding_size=cfg.embedding_size, activation=cfg.activation, dropout=0.0)
+    T, B = inputs.shape
+    work = M.Workspace(np.float64)
+    logits, _, _, _ = M.lm_forward(cfg, p64, np.ascontiguousarray(inputs, np.int32), M.zero_state(cfg, B, np.float64), work)
+    last = logits.reshape(T, B, -1)[-1]
+    prob = np.exp(last - last.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    prob[np.arange(B), targets] -= 1.0  # d(mean cross-entropy)/d(logits) = (p - onehot) / B
+    d_top = np.zeros((T, B, cfg.hidden_size))
+    d_top[-1] = (prob / B) @ p64["W_hy"]
+    g = M.stack_state_grads(cfg, p64, d_top, work)  # (L, T, B, H)
+    back = g[:, ::-1]  # index k = steps back from t
+    per_layer = np.sqrt((back ** 2).sum(axis=3)).mean(axis=2)
+    norms = np.sqrt((back ** 2).sum(axis=(0, 3))).mean(axis=1)
+    k = np.arange(1, T)
+    ok = norms[1:] > 0
+    slope = float(np.polyfit(k[ok], np.log10(norms[1:][ok]), 1)[0]) if ok.sum() >= 2 else math.nan
+    return GradientCurve(name, norms, per_layer, slope)
+
+
+def fresh_params(cell: str, like: ModelConfig, vocab_size: int, seed: int) -> tuple[ModelConfig, dict]:
+    """A model of the same size as `like` with another cell, as `rnn train` initialises it."""
+    cfg = ModelConfig(cell=cell, hidden_size=like.hidden_size, num_layers=like.num_layers,
+                      embedding_size=like.embedding_size, activation=like.activation, dropout=0.0)
+    rng = np.random.default_rng(seed)
+    return cfg, M.init_params(cfg, M.lm_shapes(cfg, vocab_size), rng, np.float64)
+
+
+def gradient_windows(ids: np.ndarray | None, vocab_size: int, steps: int, windows: int,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (T, B), targets (B,)) with T = steps + 1: B windows of the text at random
+    places, or random characters when there is no text (or too little of it)."""
+    rng = np.random.default_rng(seed)
+    T = steps + 1
+    if ids is not None and len(ids) >= T + 1:
+        starts = rng.integers(0, len(ids) - T, size=windows)
+        block = np.stack([ids[s:s + T + 1] for s in starts], axis=1).astype(np.int32)
+    else:
+        block = rng.integers(0, vocab_size, size=(T + 1, windows)).astype(np.int32)
+    return np.ascontiguousarray(block[:-1]), np.ascontiguousarray(block[-1])
+
+
+def gradients_through_time(cfg: ModelConfig, vocab_size: int, cells: tuple, trained: dict | None = None,
+                           ids: np.ndarray | None = None, steps: int = 100, windows: int = 16,
+                           seed: int = 0) -> list:
+    """Curves for the trained parameters (when given) and for each cell in `cells`, freshly
+    initialised at the trained model's size, all on the same windows."""
+    inputs, targets = gradient_windows(ids, vocab_size, steps, windows, seed)
+    curves = []
+    if trained is not None:
+        curves.append(gradient_curve(f"trained {cfg.cell}", cfg, trained, inputs, targets))
+    for cell in cells:
+        fcfg, params = fresh_params(cell, cfg, vocab_size, seed)
+        curves.append(gradient_curve(f"{cell} at initialisation", fcfg, params, inputs, targets))
+    return curves
+
+
+# ---------------------------------------------------------------- a whole run
+
+@dataclass
+class Passage:
+    text: str
+    source: str  # where it came from, in words
+    dropped: int = 0  # characters of --text the model does not know, left out
+
+
+@dataclass
+class LMInspection:
+    files: RunFiles
+    meta: dict
+    cfg: ModelConfig
+    vocab_size: int
+    params_count: int
+    curves: Curves
+    samples: list  # [(temperature, text)]
+    passage: Passage
+    units: UnitSearch
+    saturation: Saturation | None
+    gradients: list  # [GradientCurve]
+    show_chars: int
+
+
+@dataclass
+class ClassifierInspection:
+    files: RunFiles
+    meta: dict
+    labels: list
+    epochs: np.ndarray
+    train_loss: np.ndarray
+    val_loss: np.ndarray
+    accuracy: np.ndarray
+    macro_f1: np.ndarray
+    seconds: np.ndarray | None
+    best_epoch: int | None
+    confusions: list = field(default_factory=list)  # [(title, (C, C) int array)]
+
+
+@dataclass
+class GradientsOnly:
+    cfg: ModelConfig
+    vocab_size: int
+    gradients: list
+    text_source: str
+
+
+def _passage(lm, meta: dict, text_path: str | None, chars: int) -> Passage:
+    """--text, else the validation part of the training corpus, else text the model writes."""
+    vocab: Vocab = lm.vocab
+    if text_path:
+        raw = read_text(text_path)
+        known = set(vocab.chars)
+        kept = "".join(ch for ch in raw if ch in known)
+        if len(kept) < 2:
+            raise CorpusError(f"{os.path.basename(text_path)}: fewer than 2 characters the model knows; "
+                              f"give a text in the model's alphabet")
+        return Passage(kept[:chars], os.path.basename(text_path), len(raw) - len(kept))
+    paths = meta.get("corpus")
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    fraction = config.get("val_fraction", 0.05)
+    if (isinstance(paths, list) and paths and all(isinstance(p, str) and os.path.isfile(p) for p in paths)
+            and isinstance(fraction, (int, float))):
+        try:
+            text = "".join(read_text(p) for p in paths)
+        except CorpusError:
+            text = ""
+        if text and not vocab.unknown(text[-10 * chars:]):
+            start = split_train_val(len(text), fraction) if 0 < fraction < 1 else max(0, len(text) - chars)
+            start = min(start, max(0, len(text) - chars))
+            names = ", ".join(os.path.basename(p) for p in paths)
+            return Passage(text[start:start + chars], f"validation text of {names}")
+    from rnncli.lm.sample import Generator
+
+    gen = Generator(lm)
+    rng = np.random.default_rng(0)
+    text = "".join(gen.stream(np.array([gen.start_token()]), chars, 0.8, 0, rng))
+    return Passage(text, "written by the model at temperature 0.8 (the training corpus was not found)")
+
+
+def samples(lm, temperatures=TEMPERATURES, length: int = 300, seed: int = 0) -> list:
+    from rnncli.lm.sample import Generator
+
+    gen = Generator(lm)
+    return [(t, "".join(gen.stream(np.array([gen.start_token()]), length, t, 0, np.random.default_rng([seed, i]))))
+            for i, t in enumerate(temperatures)]
+
+
+def inspect_run(run: str | None, out_dir: str = "runs", text_path: str | None = None, chars: int = 2000,
+                cells: tuple = CELLS, steps: int = 100, seed: int = 0, show_chars: int = 500):
+    """Everything the report shows about a run, computed: an LMInspection or a ClassifierInspection.
+    Its products are small (one sequence, or 16 windows): one BLAS thread is the fastest."""
+    blas.set_threads(1)
+    files = resolve_run(run, out_dir)
+    _, meta = checkpoint.load(files.model)
+    if meta.get("kind") == "classifier":
+        return inspect_classifier(files)
+    from rnncli.lm.sample import load_lm
+
+    lm = load_lm(files.model)
+    hist_meta = meta
+    if files.history != files.model:
+        try:
+            _, hist_meta = checkpoint.load(files.history, kind="lm")
+        except CheckpointError:
+            hist_meta = meta
+    passage = _passage(lm, lm.meta, text_path, chars)
+    ids = lm.vocab.encode(passage.text)
+    act = activity(lm.cfg, lm.params, ids)
+    units = find_units(act, passage.text)
+    grads = gradients_through_time(lm.cfg, lm.vocab.size, tuple(cells), lm.params, ids,
+                                   min(steps, max(1, len(ids) - 2)), seed=seed)
+    return LMInspection(files, lm.meta, lm.cfg, lm.vocab.size, int(sum(p.size for p in lm.params.values())),
+                        lm_curves(hist_meta), samples(lm, seed=seed), passage, units,
+                        gate_saturation(lm.cfg.cell, act.gates), grads, min(show_chars, len(passage.text)))
+
+
+def inspect_classifier(files: RunFiles) -> ClassifierInspection:
+    from rnncli.classify.train import load_classifier
+
+    clf = load_classifier(files.model)
+    meta = clf.meta
+    rows = [h for h in (meta.get("history") or []) if isinstance(h, dict)]
+
+    def col(key):
+        return np.array([_number(h.get(key)) for h in rows])
+
+    seconds = col("seconds")
+    confusions = []
+    for key, title in (("val", "validation"), ("test", "test")):
+        m = meta.get(key)
+        if isinstance(m, dict) and isinstance(m.get("confusion"), list):
+            try:
+                conf = np.array(m["confusion"], dtype=np.int64)
+            except (TypeError, ValueError):
+                continue
+            if conf.shape == (len(clf.labels), len(clf.labels)):
+                confusions.append((title, conf))
+    best = meta.get("best_epoch")
+    return ClassifierInspection(files, meta, list(clf.labels), col("epoch"), col("train_loss"), col("val_loss"),
+                                col("val_accuracy"), col("val_macro_f1"),
+                                seconds if seconds.size and np.isfinite(seconds).all() else None,
+                                best if isinstance(best, int) else None, confusions)
+
+
+def inspect_gradients(cells: tuple, hidden_size: int, num_layers: int, embedding_size: int = 64,
+                      vocab_size: int = 65, steps: int = 100, seed: int = 0) -> GradientsOnly:
+    """Fresh models only (no run): a teacher's picture of vanishing gradients."""
+    blas.set_threads(1)
+    like = ModelConfig(cell=cells[0], hidden_size=hidden_size, num_layers=num_layers,
+                       embedding_size=embedding_size).validate()
+    curves = gradients_through_time(like, vocab_size, tuple(cells), None, None, steps, seed=seed)
+    return GradientsOnly(like, vocab_size, curves, f"random characters from a vocabulary of {vocab_size}")
+
+
+def inspect_run_gradients(run: str | None, out_dir: str, cells: tuple, steps: int = 100, seed: int = 0) -> GradientsOnly:
+    """The trained language model of a run beside fresh models of its size, on its own text."""
+    blas.set_threads(1)
+    from rnncli.lm.sample import load_lm
+
+    files = resolve_run(run, out_dir)
+    lm = load_lm(files.model)
+    passage = _passage(lm, lm.meta, None, max(2000, 4 * (steps + 2)))
+    ids = lm.vocab.encode(passage.text)
+    curves = gradients_through_time(lm.cfg, lm.vocab.size, tuple(cells), lm.params, ids,
+                                    min(steps, max(1, len(ids) - 2)), seed=seed)
+    return GradientsOnly(lm.cfg, lm.vocab.size, curves, passage.source)
