@@ -1,31 +1,33 @@
 #!/usr/bin/env python
 """rnncli against PyTorch on the same CPU: the same models, data, optimizer and threads, measured
-side by side in one run. Writes benchmarks/results.json and regenerates benchmarks/RESULTS.md.
+side by side in one run. Writes benchmarks/results/<machine>/results.json and renders its
+RESULTS.md and docs/speed.md from it (render.py, beside this file).
 
-    python benchmarks/compare_torch.py                       # the full run (a few minutes)
-    python benchmarks/compare_torch.py --quick --only c1     # smoke test
+    python benchmarks/speed/compare_torch.py --machine zen1-2core      # the full run (a few minutes)
+    python benchmarks/speed/compare_torch.py --quick --only c1 --out /tmp/smoke    # smoke test
 
-Configurations (issue 5; vocabulary 65, embedding 64): c1 LSTM 1x128 B32 T64 · c2 LSTM 2x256
-B32 T64 · c3 LSTM 2x512 B64 T100 · c2-gru · c2-rnn · c2-sample (2,000 characters, batch 1);
-issue 18's: l512-b16 LSTM 1x512 B16 T50 · l512-b4 (B4 T64) · c2-b128 · r1024 RNN 1x1024 B32 T64 ·
-c3-sample (1,000 characters of c3, batch 1); issue 14's c2-sample16 (16 samples of 1,000
-characters of c2 drawn as one batch, as rnn sample --num-samples 16). With several --threads, RESULTS.md has a scaling
-table; thread counts above the cores this process may use are skipped unless --oversubscribe.
+Language-model configurations (vocabulary 65, embedding 64): c1 LSTM 1x128 B32 T64 · c2 LSTM
+2x256 B32 T64 · c3 LSTM 2x512 B64 T100 · c2-gru · c2-rnn · c2-sample (2,000 characters, batch 1);
+shapes with few rows per thread: l512-b16 LSTM 1x512 B16 T50 · l512-b4 (B4 T64) · c2-b128 ·
+r1024 RNN 1x1024 B32 T64; c3-sample (1,000 characters of c3, batch 1); c2-sample16 (16 samples
+of 1,000 characters of c2 drawn as one batch, as rnn sample --num-samples 16). With several
+--threads, RESULTS.md has a scaling table; thread counts above the cores this process may use
+are skipped unless --oversubscribe.
 
-Classifier (issue 14): cls-gru and cls-lstm train, cls-gru-infer and cls-lstm-infer infer, with the
+Classifier: cls-gru and cls-lstm train, cls-gru-infer and cls-lstm-infer infer, with the
 model of `rnn classify train`: word vocabulary 20k, embedding 128, bidirectional GRU or LSTM 1x256,
 max pooling over each text's valid steps, dense 128-64 (ReLU), 4 classes, batch 32, dropout 0,
-against the same model in PyTorch as its users write it (benchmarks/torch_classify.py: packed
-sequences). The data: --cls-texts synthetic texts (rnncli.bench.classify_data, seeded), lengths
+against the same model in PyTorch as its users write it (torch_classify.py, beside this file: packed
+sequences). The data: --cls-texts synthetic texts (rnncli.tools.bench.classify_data, seeded), lengths
 log-normal with median 100 tokens and sigma 0.7 clipped to [20, 400], ids Zipf over the
 vocabulary; batched as an epoch of rnn classify train batches them (texts of similar length
 together, the batches in a seeded random order), built before timing and the same on both sides.
 A timed unit is one pass over all the batches: training = per batch forward + backward +
 global-norm clip (5) + Adam (lr 2e-3); inference = forward only (torch.inference_mode), rnncli's
 as a loaded `rnn classify` model runs it: each text's recurrent loop stops at its length, and
-layer 0's input projections are gathered from tables folded once per model (classify.input_tables;
-0.26 s GRU / 0.35 s LSTM at 1 thread, not timed, like loading the model). Speed is texts/s
-(tokens/s beside it); both sides start from rnncli's initial weights.
+layer 0's input projections are gathered from tables folded once per model (not timed, like
+loading the model). Speed is texts/s (tokens/s beside it); both sides start from rnncli's
+initial weights.
 RNN_SPLIT=rows|units in the environment forces how rnncli splits its recurrent loops.
 
 Method
@@ -40,9 +42,11 @@ Method
   --reps repetitions each; the ratio is the median of the per-pair ratios rnncli/PyTorch.
 * The classifier warms up with one pass (compilation, every batch shape), then two single timed
   passes choose the repetition length.
-* Threads: rnncli.blas.set_threads(t) in the rnncli worker, torch.set_num_threads(t) in PyTorch's.
-* FLOPs from rnncli.bench.train_flops / sample_flops (matrix products only, 2·m·n·k); the peak is
-  the best float32 1024³ GEMM seen at that thread count, through rnncli's kernel path or torch.mm.
+* Threads: rnncli.engine.threads.set_threads(t) in the rnncli worker, torch.set_num_threads(t) in
+  PyTorch's.
+* FLOPs from rnncli.engine.flops.train_flops / sample_flops (matrix products only, 2·m·n·k); the
+  peak is the best float32 1024³ GEMM seen at that thread count, through rnncli's kernel path or
+  torch.mm.
 * Loss curve: c1 on tiny Shakespeare, both frameworks from rnncli's initial weights and the same
   chunks in the same order (PyTorch's second bias held at zero so the optimisation is the same).
 * Start-up: wall time of a fresh `rnn sample -n 200` process from a c2 checkpoint, with a warm
@@ -71,14 +75,16 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: machines.py
+import machines  # noqa: E402
+import render  # noqa: E402  (beside this file)
+
+REPO = render.REPO
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
-SIDES = ("rnncli", "torch")
 
 
 def bench_module():
-    from rnncli import bench
+    from rnncli.tools import bench
 
     return bench
 
@@ -92,13 +98,13 @@ def all_cases() -> dict:
         "c2-gru": B("c2-gru", "gru", 256, 2, batch=32, seq_len=64),
         "c2-rnn": B("c2-rnn", "rnn", 256, 2, batch=32, seq_len=64),
         "c2-sample": B("c2-sample", "lstm", 256, 2, batch=1, seq_len=0, task="sample", chars=2000),
-        # issue 18: shapes where few rows per thread used to leave cores idle
+        # shapes where few rows per thread leave cores idle unless the loops split hidden units
         "l512-b16": B("l512-b16", "lstm", 512, 1, batch=16, seq_len=50),
         "l512-b4": B("l512-b4", "lstm", 512, 1, batch=4, seq_len=64),
         "c2-b128": B("c2-b128", "lstm", 256, 2, batch=128, seq_len=64),
         "r1024": B("r1024", "rnn", 1024, 1, batch=32, seq_len=64),
         "c3-sample": B("c3-sample", "lstm", 512, 2, batch=1, seq_len=0, task="sample", chars=1000),
-        # issue 14: 16 samples drawn as one batch (rnn sample --num-samples 16)
+        # 16 samples drawn as one batch (rnn sample --num-samples 16)
         "c2-sample16": B("c2-sample16", "lstm", 256, 2, batch=16, seq_len=0, task="sample", chars=1000),
         **classifier_cases(),
     }
@@ -117,10 +123,10 @@ def is_classifier(case) -> bool:
     return isinstance(case, bench_module().ClassifyCase)
 
 
-# Minimum ratio rnncli / PyTorch: issue 5's, and issue 18's 1.3x for every training shape.
+# The project's targets: the least ratio rnncli / PyTorch each configuration should reach (None: none).
 TARGETS = {"c1": 2.0, "c2": 1.3, "c3": 1.1, "c2-gru": 1.3, "c2-rnn": 1.3, "c2-sample": 20.0,
            "l512-b16": 1.3, "l512-b4": 1.3, "c2-b128": 1.3, "r1024": 1.3, "c3-sample": None, "c2-sample16": None,
-           # issue 14: the classifier, training and inference
+           # the classifier, training and inference
            "cls-gru": 1.5, "cls-lstm": 1.5, "cls-gru-infer": 1.5, "cls-lstm-infer": 1.5}
 STARTUP_TARGETS = {"warm": 1.0, "cold": 15.0}  # seconds
 
@@ -129,7 +135,8 @@ STARTUP_TARGETS = {"warm": 1.0, "cold": 15.0}  # seconds
 
 def load_text_chunks(path: str, case, steps: int) -> tuple[list, int]:
     """The first `steps` chunks of a text read as rnn train reads it (no validation split)."""
-    from rnncli.text import StreamBatches, load_corpus
+    from rnncli.data.chars import StreamBatches
+    from rnncli.data.corpus import load_corpus
 
     corpus = load_corpus([path])
     batches = StreamBatches(corpus.ids, case.batch, case.seq_len)
@@ -138,19 +145,19 @@ def load_text_chunks(path: str, case, steps: int) -> tuple[list, int]:
 
 class RnncliWorker:
     def __init__(self, threads: int):
-        from rnncli import blas
+        from rnncli.engine import threads as engine_threads
 
         self.threads = threads
-        blas.set_threads(threads)
+        engine_threads.set_threads(threads)
         self.run = None
 
     def peak(self) -> float:
         return bench_module().matmul_peak_gflops(self.threads)
 
     def openblas(self) -> str:
-        from rnncli import blas
+        from rnncli.engine import openblas
 
-        return blas.scipy_kernels()
+        return openblas.scipy_kernels()
 
     def prepare(self, case, seed: int, warmup: int) -> float:
         b = bench_module()
@@ -169,7 +176,6 @@ class RnncliWorker:
 class TorchWorker:
     def __init__(self, threads: int):
         import torch
-
         import torch_classify
         import torch_lm
 
@@ -304,6 +310,8 @@ def compare_classifier(workers: dict, case, threads: int, opts) -> dict:
 
 def run_throughput(cases: list, sides: list[str], opts) -> tuple[list, dict, str]:
     results, peaks, openblas = [], {}, ""
+    from rnncli.engine.threads import usable_cores
+
     cores = usable_cores()
     for threads in opts.threads:
         if threads > cores and not opts.oversubscribe:
@@ -365,19 +373,19 @@ def rnn_command() -> list[str]:
 def make_checkpoint(directory: str, seed: int = 0) -> str:
     """A c2 language-model checkpoint (freshly initialised weights: start-up does not depend on
     training), with tiny Shakespeare's vocabulary when it is there."""
-    from rnncli import checkpoint
+    from rnncli.engine import npz
 
     b = bench_module()
     case = all_cases()["c2"]
     if SHAKESPEARE.is_file():
-        from rnncli.text import load_corpus
+        from rnncli.data.corpus import load_corpus
 
         chars = load_corpus([str(SHAKESPEARE)]).vocab.chars
     else:
         chars = "".join(chr(32 + k) for k in range(b.VOCAB_SIZE))
     params = b.initial_params(case, len(chars), seed)
     path = os.path.join(directory, "c2.npz")
-    checkpoint.save(path, {f"param/{k}": v for k, v in params.items()},
+    npz.save(path, {f"param/{k}": v for k, v in params.items()},
                     {"kind": "lm", "model": asdict(case.model_config()), "vocab": chars})
     return path
 
@@ -416,25 +424,7 @@ def run_startup(opts) -> dict:
     return out
 
 
-# ---------------------------------------------------------------- machine, report
-
-def machine() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        flags = []
-    isa = [x for x in ("avx2", "fma", "avx512f") if x in flags]
-    return {"cpu": model, "cores": os.cpu_count(), "isa": isa, "platform": platform.platform()}
-
+# ---------------------------------------------------------------- versions, progress lines
 
 def versions() -> dict:
     out = {"python": platform.python_version()}
@@ -462,159 +452,6 @@ def describe(r: dict) -> str:
     return text + f"  [{shape}]"
 
 
-def case_label(c: dict) -> str:
-    if "vocab" in c:  # a classifier
-        layers = f"{'bi' if c['bidirectional'] else ''}{c['cell'].upper()} {c['layers']}x{c['hidden']}"
-        return (f"{c['name']}: {'train' if c['task'] == 'train' else 'inference'}, {layers}, "
-                f"V{c['vocab'] // 1000}k E{c['embedding']} dense {'-'.join(map(str, c['dense']))}, B{c['batch']}")
-    if c["task"] == "sample":
-        return f"{c['name']}: sample {c['chars']:,} chars, {c['cell'].upper()} {c['layers']}x{c['hidden']}, batch {c['batch']}"
-    return (f"{c['name']}: {c['cell'].upper()} {c['layers']}x{c['hidden']}, B{c['batch']} "
-            f"T{c['seq_len']} E{c['embedding']}")
-
-
-def fmt(x, spec: str, missing: str = "–") -> str:
-    return missing if x is None else format(x, spec)
-
-
-def render_markdown(res: dict) -> str:
-    m, v, s = res["machine"], res["versions"], res["settings"]
-    lines = ["# rnncli vs PyTorch on this CPU", "",
-             f"Generated by `benchmarks/compare_torch.py` on {res['date']}. Do not edit by hand.", ""]
-    if s["quick"] or s["only"]:
-        lines += [f"> **Partial run** (quick={s['quick']}, only={s['only'] or 'all'}): a smoke test, "
-                  "not numbers to judge the targets by.", ""]
-    lines += [f"- Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['isa']) or 'no AVX'}); {m['platform']}"
-              + (f"; rnncli's OpenBLAS kernels: {res['openblas']}" if res.get("openblas") else ""),
-              "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) +
-              ("" if v.get("torch") else " (PyTorch not installed)"),
-              f"- Method: each framework in its own process, interleaved A B A B after a warm-up; "
-              f"median of {s['reps']} repetitions of at least {s['min_rep_seconds']:g} s each; "
-              f"ratio = median of paired ratios rnncli/PyTorch. Training = forward + BPTT + clip + "
-              f"Adam, float32, state carried across chunks, the same random chunks, vocabulary 65. "
-              f"GFLOP/s counts matrix products only (rnncli.bench.train_flops); % of peak is against "
-              f"the best float32 GEMM at that thread count.", ""]
-    if res["throughput"] or not res.get("classifier"):
-        lines += ["## Throughput", "",
-                  "| configuration | threads | rnncli chars/s | torch chars/s | ratio | target (≥) | met "
-                  "| rnncli GFLOP/s | rnncli % of peak | torch GFLOP/s | torch % of peak |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: |"]
-    for r in res["throughput"]:
-        t = r.get("torch")
-        met = "" if r.get("met") is None else ("yes" if r["met"] else "**no**")
-        lines.append(
-            f"| {case_label(r['case'])} | {r['threads']} | {r['rnncli']['chars_per_sec']:,.0f} "
-            f"| {fmt(t and t['chars_per_sec'], ',.0f')} | {fmt(r.get('ratio'), '.2f')}"
-            f"{'x' if r.get('ratio') is not None else ''} | {fmt(r.get('target'), 'g', '')}{'x' if r.get('target') else ''} | {met} "
-            f"| {r['rnncli']['gflops']:.1f} | {100 * r['rnncli']['fraction_of_peak']:.0f}% "
-            f"| {fmt(t and t['gflops'], '.1f')} | {fmt(t and 100 * t['fraction_of_peak'], '.0f')}"
-            f"{'%' if t else ''} |")
-    lines += scaling_lines(res)
-    lines += classifier_lines(res)
-    lines += ["", "## float32 GEMM peak (1024³, best of 10)", "",
-              "| threads | rnncli's BLAS (kernels/gemm.py: SciPy's OpenBLAS from @njit) | torch.mm |",
-              "| ---: | ---: | ---: |"]
-    for threads, p in res["peak_gflops"].items():
-        lines.append(f"| {threads} | {p['rnncli']:.0f} GFLOP/s | {fmt(p.get('torch'), '.0f')}"
-                     f"{' GFLOP/s' if p.get('torch') else ''} |")
-    lc = res.get("loss_curve")
-    if lc:
-        sides = [k for k in SIDES if k in lc["curves"]]
-        lines += ["", f"## Loss curve (c1 on {lc['corpus']}, {lc['threads']} threads)", "",
-                  "Both from rnncli's initial weights, the same chunks in the same order, Adam lr 2e-3, "
-                  "clip 5; nats/char. Step 1 is the initial loss" +
-                  (f"; later steps are the mean of the {lc['window']} steps ending there." if lc["window"] > 1
-                   else "."), "",
-                  "| step | " + " | ".join(f"{k} loss" for k in sides) + " |",
-                  "| ---: | " + " | ".join("---:" for _ in sides) + " |"]
-        for row in lc["table"]:
-            lines.append(f"| {row['step']} | " + " | ".join(f"{row[k]:.4f}" for k in sides) + " |")
-    st = res.get("startup")
-    if st:
-        lines += ["", "## Start-up", "",
-                  f"`{st['command']}` in a fresh process, wall time.", "",
-                  "| cache | seconds | target |", "| --- | ---: | ---: |",
-                  f"| warm (median of {len(st['warm_reps'])}) | {st['warm_seconds']:.2f} | < {st['targets']['warm']:g} |",
-                  f"| cold: NUMBA_CACHE_DIR empty, compiles | {st['cold_seconds']:.2f} | < {st['targets']['cold']:g} |",
-                  f"| same NUMBA_CACHE_DIR, next run | {st['cold_then_warm_seconds']:.2f} | |", "",
-                  f"Numba honoured NUMBA_CACHE_DIR: {'yes' if st['numba_cache_dir_honoured'] else '**no**'} "
-                  f"({st['cold_cache_index_files']} index files written there). "
-                  f"The CLI said it was compiling: {'yes' if st['said_compiling'] else '**no**'}."]
-    return "\n".join(lines) + "\n"
-
-
-def classifier_lines(res: dict) -> list[str]:
-    rows = res.get("classifier") or []
-    if not rows:
-        return []
-    c = rows[0]["case"]
-    one = {(r["name"], r["threads"]): r for r in rows if r["threads"] == 1}
-    lines = ["", "## Classifier", "",
-             f"The model of `rnn classify train` (max pooling over valid steps, dropout 0, {c['classes']} "
-             f"classes) against the same model in PyTorch with packed sequences (benchmarks/torch_classify.py), "
-             f"the same weights and batches. {rows[0]['texts_per_pass']} synthetic texts per pass "
-             f"({rows[0]['tokens_per_pass']:,} tokens): lengths log-normal, median {c['median_len']}, sigma "
-             f"{c['sigma']:g}, clipped to [{c['min_len']}, {c['max_len']}]; ids Zipf over the vocabulary; "
-             f"batches of similar length in a seeded order, as an epoch of training takes them. Training = "
-             f"forward + backward + clip 5 + Adam per batch; inference = forward only, rnncli's as a loaded "
-             f"model runs it (each text stops at its length; layer 0's input tables folded once, untimed). "
-             f"Speed-up = texts/s over "
-             f"the same side's at 1 thread.", "",
-             "| configuration | threads | rnncli texts/s | torch texts/s | ratio | target (≥) | met "
-             "| rnncli tokens/s | rnncli speed-up | torch speed-up |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: |"]
-    for r in sorted(rows, key=lambda r: (list(TARGETS).index(r["name"]) if r["name"] in TARGETS else 0, r["threads"])):
-        t = r.get("torch")
-        met = "" if r.get("met") is None else ("yes" if r["met"] else "**no**")
-        base = one.get((r["name"], 1))
-        ups = []
-        for side in SIDES:
-            ok = base and r["threads"] > 1 and r.get(side) and base.get(side)
-            ups.append(f"{r[side]['texts_per_sec'] / base[side]['texts_per_sec']:.2f}x" if ok else "–")
-        lines.append(
-            f"| {case_label(r['case'])} | {r['threads']} | {r['rnncli']['texts_per_sec']:,.1f} "
-            f"| {fmt(t and t['texts_per_sec'], ',.1f')} | {fmt(r.get('ratio'), '.2f')}"
-            f"{'x' if r.get('ratio') is not None else ''} | {fmt(r.get('target'), 'g', '')}{'x' if r.get('target') else ''} "
-            f"| {met} | {r['rnncli']['tokens_per_sec']:,.0f} | {ups[0]} | {ups[1]} |")
-    return lines
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def scaling_lines(res: dict) -> list[str]:
-    """Per configuration: chars/s and ratio at each thread count, and each side's speed-up over
-    its own 1-thread speed (when 1 thread was measured)."""
-    rows = {}
-    for r in res["throughput"]:
-        rows.setdefault(r["name"], {})[r["threads"]] = r
-    counts = sorted({r["threads"] for r in res["throughput"]})
-    if len(counts) < 2:
-        return []
-    head = " | ".join(f"{t} thr: rnncli · ratio" for t in counts)
-    lines = ["", "## Scaling", "",
-             "chars/s of rnncli and its ratio to PyTorch at each thread count; speed-up = chars/s at the "
-             f"most threads ({counts[-1]}) over 1 thread, for each framework.", "",
-             f"| configuration | {head} | rnncli speed-up | torch speed-up |",
-             "| --- | " + " | ".join("---:" for _ in counts) + " | ---: | ---: |"]
-    for name, by in rows.items():
-        cells = []
-        for t in counts:
-            r = by.get(t)
-            cells.append("–" if r is None else f"{r['rnncli']['chars_per_sec']:,.0f} · {fmt(r.get('ratio'), '.2f')}x")
-        one, top = by.get(1), by.get(counts[-1])
-        ups = []
-        for side in SIDES:
-            ok = one and top and one.get(side) and top.get(side)
-            ups.append(f"{top[side]['chars_per_sec'] / one[side]['chars_per_sec']:.2f}x" if ok else "–")
-        lines.append(f"| {case_label(next(iter(by.values()))['case'])} | " + " | ".join(cells) + " | " + " | ".join(ups) + " |")
-    return lines
-
-
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -635,10 +472,13 @@ def parse_args(argv=None):
     p.add_argument("--pause", type=float, default=0.25, help="seconds between runs, so thread pools go idle [0.25]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="measure rnncli only")
-    p.add_argument("--out", default=str(HERE), help="directory for results.json and RESULTS.md [benchmarks/]")
-    p.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from the results.json in --out")
+    p.add_argument("--machine", default=None,
+                   help="write to benchmarks/results/MACHINE/ (e.g. zen1-2core); this or --out is needed")
+    p.add_argument("--out", default=None, help="write results.json and RESULTS.md to this directory instead")
     p.add_argument("--oversubscribe", action="store_true", help="also run thread counts above this process's cores")
     opts = p.parse_args(argv)
+    if not opts.machine and not opts.out:
+        p.error(machines.missing_machine())
     opts.threads = [int(t) for t in opts.threads.split(",") if t.strip()]
     if not opts.threads or min(opts.threads) < 1:
         p.error("--threads: give positive thread counts, e.g. 1,2")
@@ -663,12 +503,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     opts = parse_args(argv)
-    out = Path(opts.out)
-    if opts.render:
-        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        (out / "RESULTS.md").write_text(render_markdown(results), encoding="utf-8")
-        say(f"wrote {out / 'RESULTS.md'} from {out / 'results.json'}")
-        return 0
+    out = Path(opts.out) if opts.out else machines.RESULTS / opts.machine
     sides = ["rnncli"]
     if opts.no_torch:
         say("--no-torch: measuring rnncli only")
@@ -687,18 +522,23 @@ def main(argv=None) -> int:
     startup = None if "startup" in opts.skip else run_startup(opts)
     results = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(), "versions": versions(), "openblas": openblas,
+        "machine": machines.describe(), "versions": versions(), "openblas": openblas,
         "settings": {"quick": opts.quick, "only": opts.only, "threads": opts.threads, "reps": opts.reps,
                      "warmup": opts.warmup, "min_rep_seconds": opts.min_rep_seconds, "pause": opts.pause,
-                     "seed": opts.seed, "frameworks": sides, "cls_texts": opts.cls_texts},
+                     "seed": opts.seed, "frameworks": sides, "cls_texts": opts.cls_texts,
+                     "skip": sorted(opts.skip), "oversubscribe": opts.oversubscribe},
         "peak_gflops": peaks, "throughput": throughput, "classifier": classifier,
         "loss_curve": loss, "startup": startup,
         "seconds": time.perf_counter() - started,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    (out / "RESULTS.md").write_text(render_markdown(results), encoding="utf-8")
-    say(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'} ({results['seconds']:.0f} s)")
+    path = out / "results.json"
+    tmp = path.with_name("results.json.tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    say(f"wrote {path} ({results['seconds']:.0f} s)")
+    inside = out.resolve().is_relative_to(machines.RESULTS)
+    render.write(render.outputs([] if inside else [out]))
     return 0
 
 

@@ -4,7 +4,7 @@ packed batch (pack_padded_sequence, so padding is never computed) -> pad_packed_
 -inf padding and a max over time (max pooling over each text's valid steps) -> nn.Linear + ReLU
 per dense layer -> nn.Linear to the classes; F.cross_entropy, torch.optim.Adam, clip_grad_norm_.
 
-Imported only where torch is installed (compare_torch.py checks first; tests/test_torch_parity.py
+Imported only where torch is installed (compare_torch.py checks first; the torch parity test
 skips without it). rnncli itself never imports torch.
 
 Parameter correspondence (gate orders LSTM i,f,g,o and GRU r,z,n in both; "_reverse" is the
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnncli.bench import ClassifyCase, classify_batches, initial_classifier
+from rnncli.tools.bench import ClassifyCase, classify_batches, initial_classifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_lm, beside this file
 from torch_lm import load_stack, put, stack_grads  # noqa: E402
@@ -103,13 +103,13 @@ def grads_as_rnncli(model: TextClassifier) -> dict:
 
 
 def as_tensors(batch) -> tuple:
-    """(ids (T, B) int64, lengths (B,) int64, targets (B,) int64) of an rnncli.bench.ClassifyBatch."""
+    """(ids (T, B) int64, lengths (B,) int64, targets (B,) int64) of an rnncli.tools.bench.ClassifyBatch."""
     return (torch.from_numpy(batch.ids).long(), torch.from_numpy(batch.lengths).long(),
             torch.from_numpy(batch.targets).long())
 
 
 class TorchClassifyRun:
-    """The PyTorch twin of rnncli.bench.ClassifyRun: the same case, the same batches in the same
+    """The PyTorch twin of rnncli.tools.bench.ClassifyRun: the same case, the same batches in the same
     order, rnncli's initial weights (stock PyTorch otherwise: both biases trained), Adam lr 2e-3,
     betas 0.9/0.999, eps 1e-8, clip 5 (rnncli's OptimConfig defaults)."""
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Time and memory of reading a full-size GloVe file (issue 16): 400,000 words x 300 values, ~1 GB,
+"""Time and memory of reading a full-size GloVe file: 400,000 words x 300 values, ~1 GB,
 the shape of glove.6B.300d.txt, written with random values (the real file is not shipped).
 
-    python benchmarks/glove_load.py --make /tmp/glove.fake.300d.txt        # write it once (~1 min)
-    /usr/bin/time -v python benchmarks/glove_load.py /tmp/glove.fake.300d.txt --data webkb-train-stemmed.txt
+    python benchmarks/resources/glove_load.py --make /tmp/glove.fake.300d.txt        # write it once (~1 min)
+    /usr/bin/time -v python benchmarks/resources/glove_load.py /tmp/glove.fake.300d.txt --data webkb-train-stemmed.txt
 
 The words: the real 10,000 of glove.6B.50d.10k.txt first, then generated ones that look like the
 rest of a real GloVe vocabulary (inflected and derived forms, prefixed words, compounds, names,
@@ -61,7 +61,7 @@ def make(path: str, glove10k: str, words: int = 400_000, dim: int = 300, seed: i
 
 def main() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
-    shared = os.path.join(here, "..", "..", "shared", "data")
+    shared = os.path.join(here, "..", "..", "..", "shared", "data")  # beside the repository
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("glove", nargs="?", help="the GloVe file (or zip) to read")
     ap.add_argument("--make", metavar="PATH", help="write the 1 GB file to PATH and stop")
@@ -76,15 +76,16 @@ def main() -> None:
         return
     if not args.glove:
         sys.exit("give a GloVe file, or --make PATH")
-    from rnncli import text as T
+    from rnncli.data import vectors
+    from rnncli.data.words import TokenVocab, read_labelled, tokenize
 
-    data = T.read_labelled(args.data)
-    tokens = [T.tokenize(t, "word") for t in data.texts]
-    vocab = T.TokenVocab.build(tokens, 2, 50_000)
+    data = read_labelled(args.data)
+    tokens = [tokenize(t, "word") for t in data.texts]
+    vocab = TokenVocab.build(tokens, 2, 50_000)
     t = time.perf_counter()
-    m = T.match_glove(args.glove, vocab, tokens, args.match, args.dim)
+    m = vectors.match_glove(args.glove, vocab, tokens, args.match, args.dim)
     seconds = time.perf_counter() - t
-    stemmed = T._PORTER.cache_info().misses if T._PORTER else 0
+    stemmed = vectors._PORTER.cache_info().misses if vectors._PORTER else 0
     c = m.coverage
     print(f"{m.source}: {m.words:,} vectors of {m.dim} in {seconds:.1f} s; {stemmed:,} words stemmed; "
           f"matched {m.match} ({m.why}); vocabulary {c['types']:,}: exact {c['exact'][0]:,}"

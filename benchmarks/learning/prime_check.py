@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""How a language model starts from the empty state, as `rnn sample --prime` does (issue 11).
+"""How a language model starts from the empty state, as `rnn sample --prime` does.
 
-    python benchmarks/prime_check.py runs/.../best.npz [--prime "ROMEO:\\n"] [--text tinyshakespeare.txt]
+    python benchmarks/learning/prime_check.py runs/.../best.npz [--prime "ROMEO:\\n"] [--text tinyshakespeare.txt]
 
 Prints the likeliest next characters after the prime, read from the zero state, and, when a text
 is given, the cold-start cost on its last --val-fraction: the loss of the first characters read
@@ -16,9 +16,10 @@ import sys
 
 import numpy as np
 
-from rnncli import model as M
-from rnncli.sample import decode_escapes, load_lm
-from rnncli.text import load_corpus, split_train_val
+from rnncli.data.chars import split_train_val
+from rnncli.data.corpus import load_corpus
+from rnncli.engine import model as M
+from rnncli.lm.sample import decode_escapes, load_lm
 
 
 def next_chars(lm, prime: str, k: int = 5) -> list:

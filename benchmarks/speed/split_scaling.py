@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Two threads against one where few batch rows leave little to split (issue 18): LSTM 1x512 and
+"""Two threads against one where few batch rows leave little to split: LSTM 1x512 and
 2x512 training at batch 2, 4 and 8, and sampling a 2x512 model (batch 1), in one process,
 alternating 1 and 2 threads repetition by repetition; median chars/s of --reps each.
 
-    python benchmarks/split_scaling.py [--reps 5] [--min-rep-seconds 0.5]
+    python benchmarks/speed/split_scaling.py [--reps 5] [--min-rep-seconds 0.5]
 
 Prints one markdown table: chars/s at 1 and 2 threads, the speed-up, and the split
-(rows × unit shares) that rnncli.blas chose at 2 threads.
+(rows × unit shares) that rnncli.engine.threads chose at 2 threads. Nothing is written.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from rnncli import bench, blas
+from rnncli.engine import threads as engine_threads
+from rnncli.tools import bench
 
 
 def cases():
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
         units = None
         for _ in range(opts.reps):
             for threads in (1, 2):
-                blas.set_threads(threads)
+                engine_threads.set_threads(threads)
                 if units is None:
                     units = bench.units_per_rep(bench.warm_up(run, 1), opts.min_rep_seconds)
                 speeds[threads].append(units * case.chars_per_unit / run.run(units))
@@ -45,9 +46,9 @@ def main(argv=None) -> int:
         if case.task == "sample":
             split = f"{run.generator.parties()} threads share each character (2 × units)"
         else:
-            split = "{} × {}".format(*blas.split_shape(case.batch, case.hidden, 2))
+            split = "{} × {}".format(*engine_threads.split_shape(case.batch, case.hidden, 2))
         print(f"| {case.name} | {one:,.0f} | {two:,.0f} | {two / one:.2f}x | {split} |", flush=True)
-    blas.set_threads(0)
+    engine_threads.set_threads(0)
     return 0
 
 

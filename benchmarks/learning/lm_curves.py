@@ -1,17 +1,16 @@
 #!/usr/bin/env python
-"""Validation loss by training step, rnncli against PyTorch with the same recipe (issue 11).
+"""Validation loss by training step, rnncli against PyTorch with the same recipe.
 
 Both sides read tiny Shakespeare the way `rnn train` does (B contiguous streams, T characters at
 a time, state carried between chunks), score the last --val-fraction whole at every --eval-every
-steps with the state carried (rnncli.train.evaluate; the PyTorch side mirrors it), and stop after
+steps with the state carried (rnncli.lm.score.evaluate; the PyTorch side mirrors it), and stop after
 --steps. Steps, not seconds, so a busy machine does not change the curve.
 
-    python benchmarks/lm_curves.py --side torch  --seed 1 --steps 2000 --out torch-s1.json
-    python benchmarks/lm_curves.py --side rnncli --seed 1 --steps 2000 --out rnncli-s1.json
-    python benchmarks/lm_curves.py --table torch-s*.json rnncli-s*.json     # side by side
+    python benchmarks/learning/lm_curves.py --side torch  --seed 1 --steps 2000 --out torch-s1.json
+    python benchmarks/learning/lm_curves.py --side rnncli --seed 1 --steps 2000 --out rnncli-s1.json
+    python benchmarks/learning/lm_curves.py --table torch-s*.json rnncli-s*.json     # side by side
 
---init zero gives the rnncli side its initialisation before issue 11 (zero biases, LSTM forget
-gate at 1); --init torch PyTorch's, drawn here (both bias vectors U(±1/√H), summed into rnncli's
+--init zero gives the rnncli side zero biases with the LSTM forget gate at 1; --init torch PyTorch's, drawn here (both bias vectors U(±1/√H), summed into rnncli's
 single bias; no opened forget gate), which `rnn train` now uses too. --data offset starts each epoch's streams at a
 random offset; --reset-prob resets each stream's state with that probability per chunk; these map
 to TrainConfig fields when the installed rnncli has them.
@@ -29,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SHAKESPEARE = HERE.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
+SPEED = HERE.parent / "speed"  # torch_lm.py
+SHAKESPEARE = HERE.parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def torch_curve(a) -> list:
@@ -37,9 +37,11 @@ def torch_curve(a) -> list:
     import torch.nn.functional as F
     from torch import nn
 
-    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(SPEED))
     import torch_lm
-    from rnncli.text import StreamBatches, load_corpus, split_train_val
+
+    from rnncli.data.chars import StreamBatches, split_train_val
+    from rnncli.data.corpus import load_corpus
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -90,9 +92,9 @@ def torch_curve(a) -> list:
 def rnncli_curve(a) -> list:
     from dataclasses import fields, replace
 
-    from rnncli import model as M
-    from rnncli import train as TR
     from rnncli.config import ModelConfig, OptimConfig, TrainConfig
+    from rnncli.engine import model as M
+    from rnncli.lm import train as TR
 
     if a.init == "torch":
         def torch_init(cfg, shapes, rng, dtype, **_):
@@ -110,11 +112,11 @@ def rnncli_curve(a) -> list:
                 out[name] = np.ascontiguousarray(x, dtype=dtype)
             return out
         M.init_params = torch_init
-    elif a.init == "zero":  # rnncli before issue 11: zero biases, LSTM forget gate at 1
+    elif a.init == "zero":  # zero biases, LSTM forget gate at 1
         original = M.init_params
         M.init_params = lambda cfg, shapes, rng, dtype, **_: original(cfg, shapes, rng, dtype, biases="zero")
     if a.bias_lr != 1.0:  # PyTorch's two LSTM bias vectors get the same gradient: Adam moves their sum 2×
-        from rnncli import optim as O
+        from rnncli.engine import optim as O
         step = O.Optimizer.step
 
         def scaled_step(self, params, grads, lr):
@@ -190,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--init", default="default", choices=["default", "torch", "zero"],
-                   help="rnncli side: as rnn train does, torch (PyTorch's draws), zero (before issue 11)")
+                   help="rnncli side: as rnn train does, torch (PyTorch's draws), zero (zero biases, forget gate 1)")
     p.add_argument("--data", default=None, help="streams (fixed) or offset (random per epoch)")
     p.add_argument("--reset-prob", type=float, default=None)
     p.add_argument("--bias-lr", type=float, default=1.0, help="rnncli side: learning-rate factor of the recurrent biases")

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
-"""Validation loss with and without weight averaging, at equal steps, in one run (issue 11).
+"""Validation loss with and without weight averaging, at equal steps, in one run.
 
-One `rnn train` run (rnncli.train.train, so the recipe is the real one) with --ema set to the first
+One `rnn train` run (rnncli.lm.train.train, so the recipe is the real one) with --ema set to the first
 of --decays; at every evaluation the raw weights and an average for each further decay (kept here,
 updated after every optimizer step exactly as the run's own) are scored on the same validation
 text. Averaging only watches training, so every column is the same run's weights.
 
-    python benchmarks/ema_study.py CORPUS --seed 1 --steps 800 --decays 0.995 0.99 0.998 \\
+    python benchmarks/learning/ema_study.py CORPUS --seed 1 --steps 800 --decays 0.995 0.99 0.998 \\
         --train '{"val_fraction": 0.1, "eval_chars": 0, "model.hidden_size": 256}' --out s1.json
-    python benchmarks/ema_study.py --table s1.json s2.json
+    python benchmarks/learning/ema_study.py --table s1.json s2.json
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import numpy as np
 
 
 def study(a) -> dict:
-    from rnncli import optim as O
-    from rnncli import train as TR
     from rnncli.config import ModelConfig, TrainConfig
+    from rnncli.engine import optim as O
+    from rnncli.lm import train as TR
+    from rnncli.lm.checkpoint import config_dict
 
     cfg = TrainConfig(model=ModelConfig(), max_time=0, max_steps=a.steps, eval_every=a.eval_every, patience=0,
                       seed=a.seed, threads=a.threads, out_dir=a.runs, ema=a.decays[0])
@@ -42,7 +43,7 @@ def study(a) -> dict:
             live["extra"].setdefault(d, O.WeightAverage(d, params)).update(params, live["t"])
 
     O.Optimizer.step = watched
-    evaluate = TR.evaluate
+    evaluate = TR.evaluate  # the name the training loop calls (rnncli.lm.score.evaluate)
     rows = []
 
     def scored(mcfg, weights, ids, B, T, max_chars):
@@ -57,7 +58,7 @@ def study(a) -> dict:
 
     TR.evaluate = scored
     res = TR.train(cfg, [a.corpus])
-    return {"corpus": a.corpus, "seed": a.seed, "config": TR._config_dict(cfg), "rows": rows,
+    return {"corpus": a.corpus, "seed": a.seed, "config": config_dict(cfg), "rows": rows,
             "stop_reason": res.stop_reason}
 
 

@@ -2,7 +2,7 @@
 stock modules (nn.Embedding -> nn.LSTM / nn.GRU / nn.RNN(tanh) -> nn.Linear), trained with
 torch.optim.Adam and clip_grad_norm_, the hidden state carried across chunks and detached.
 
-Imported only where torch is installed (compare_torch.py checks first; tests/test_torch_parity.py
+Imported only where torch is installed (compare_torch.py checks first; the torch parity test
 skips without it). rnncli itself never imports torch.
 
 Parameter correspondence (PyTorch's gate orders are LSTM i,f,g,o and GRU r,z,n, as in rnncli):
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnncli.bench import VOCAB_SIZE, BenchCase, random_chunks
+from rnncli.tools.bench import VOCAB_SIZE, BenchCase, random_chunks
 
 
 class CharLM(nn.Module):
@@ -135,7 +135,7 @@ def tie_to_single_bias(model: CharLM) -> None:
 
 
 class TorchTrainingRun:
-    """The PyTorch twin of rnncli.bench.TrainingRun: same case, same data chunks, same optimizer
+    """The PyTorch twin of rnncli.tools.bench.TrainingRun: same case, same data chunks, same optimizer
     settings (Adam lr 2e-3, betas 0.9/0.999, eps 1e-8, clip 5, rnncli's OptimConfig defaults)."""
 
     def __init__(self, case: BenchCase, seed: int = 0, vocab_size: int = VOCAB_SIZE, data: list | None = None,

@@ -6,7 +6,7 @@ the classifier, and TF-IDF (word 1-2-grams, sublinear tf) + LinearSVC(C=1) is fi
 training file, as a practitioner would, and scored on the same test set. Prints one markdown row per
 run: the classifier, its recurrent and n-gram parts alone, the baseline, the lead and the wall time.
 
-    python benchmarks/classify_study.py ../shared/data --seeds 7 8 9 -- --threads 2
+    python benchmarks/learning/classify_study.py ../shared/data --seeds 7 8 9 -- --threads 2
     (options after -- go to `rnn classify train`)
 
 Needs scikit-learn (`pip install '.[baseline]'`).

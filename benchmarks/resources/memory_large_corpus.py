@@ -1,5 +1,5 @@
-"""Peak memory of `rnn train` on a large corpus (issue 6: "a corpus of 200 MB trains without
-loading more than a small multiple of its size into memory").
+"""Peak memory of `rnn train` on a large corpus: a corpus of 200 MB should train without loading
+more than a small multiple of its size into memory.
 
 Writes a corpus of random accented words to /tmp (not part of the repository; reused when it is
 already there with the right size), trains a small model on it for a few steps in a child
@@ -7,8 +7,8 @@ process, and reports the child's peak resident set size next to the corpus size.
 on a tiny corpus gives the baseline (Python, numpy, Numba and the compiled kernels), so the
 memory the corpus itself costs is peak minus baseline.
 
-    python benchmarks/memory_large_corpus.py            # 200 MB
-    python benchmarks/memory_large_corpus.py --mb 50
+    python benchmarks/resources/memory_large_corpus.py            # 200 MB
+    python benchmarks/resources/memory_large_corpus.py --mb 50
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Wall time of one small sweep on the local pool and on a Dask LocalCluster (loopback).
 
-    python benchmarks/sweep_local_vs_dask.py CORPUS [--steps 100] [--workers 2]
+    python benchmarks/resources/sweep_local_vs_dask.py CORPUS [--steps 100] [--workers 2]
 
 Runs `rnn sweep CORPUS --grid hidden-size=32,64 --grid dropout=0,0.2` (LSTM, 1 layer, 1 thread
 per trial) twice into fresh folders, once with --workers N, once with --address of a
