@@ -1,8 +1,11 @@
-"""The project's own exceptions. The CLI turns any RnnError into one line and exit code 1."""
+"""The project's own exceptions. The CLI turns any RnnError into one line and its exit code:
+1 for bad data (the default), 2 for a bad request (usage)."""
 
 
 class RnnError(Exception):
     """Base class: a problem the user can fix (bad file, bad option, diverged run)."""
+
+    exit_code = 1
 
 
 class CorpusError(RnnError):
@@ -19,3 +22,10 @@ class ConfigError(RnnError):
 
 class DivergedError(RnnError):
     """Training produced a non-finite loss."""
+
+
+class TargetError(RnnError):
+    """An output path that may not be written: a device, pipe, socket or directory, or a file
+    that belongs to something else. A usage error: the command was pointed at the wrong place."""
+
+    exit_code = 2

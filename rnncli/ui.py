@@ -220,6 +220,8 @@ class ClassifyReporter(_BarReporter):
         skipped = []
         if info["skipped_no_tab"]:
             skipped.append(f"{info['skipped_no_tab']} lines without a TAB")
+        if info.get("skipped_no_label"):
+            skipped.append(f"{info['skipped_no_label']} lines with an empty label (only whitespace before the TAB)")
         if info["skipped_empty"]:
             skipped.append(f"{info['skipped_empty']} empty texts")
         counts = ", ".join(f"{l} {n}" for l, n in zip(info["labels"], info["class_counts"]))

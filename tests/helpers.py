@@ -3,6 +3,7 @@
 import contextlib
 import signal
 
+import numpy as np
 from click.testing import CliRunner
 
 
@@ -71,3 +72,46 @@ def deadline(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# A tiny, easy labelled set for the classifier's command tests: three classes with their own words.
+WORDS = {"fruit": "apple banana cherry mango grape lemon peach plum".split(),
+         "car": "engine wheel brake gear clutch tyre piston axle".split(),
+         "music": "violin piano cello flute drum guitar harp oboe".split()}
+FILLER = "the a and with very my some".split()
+LABELS = sorted(WORDS)
+TINY = ["--hidden-size", "8", "--embedding-size", "8", "--dense", "8", "--epochs", "3", "--batch-size", "8"]
+
+
+def invoke(*args, ok=True, input=None):
+    """Run `rnn ARGS`; with ok, exceptions propagate and the exit code must be 0."""
+    result = CliRunner().invoke(_main(), [str(a) for a in args], catch_exceptions=not ok, input=input)
+    if ok:
+        assert result.exit_code == 0, (result.exit_code, result.stderr)
+    return result
+
+
+def fails(*args, code: int, input=None):
+    """Run `rnn ARGS`, expecting a clean failure with exit code `code`; returns stderr."""
+    return clean_failure(invoke(*args, ok=False, input=input), code)
+
+
+def lines(per_class: int, seed: int, labels=None) -> list:
+    """`label<TAB>text` lines: 3-6 words of the class and 1-3 shared fillers, shuffled."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for label, words in WORDS.items():
+        for _ in range(per_class):
+            tokens = list(rng.choice(words, size=int(rng.integers(3, 7))))
+            tokens += list(rng.choice(FILLER, size=int(rng.integers(1, 4))))
+            rng.shuffle(tokens)
+            out.append(f"{(labels or {}).get(label, label)}\t{' '.join(tokens)}")
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+
+
+def _main():
+    from rnncli.cli import main
+
+    return main

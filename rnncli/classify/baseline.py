@@ -1,4 +1,4 @@
-"""The yardstick for `rnn classify --baseline`: TF-IDF word 1-2-grams (sublinear tf) and a linear
+"""The baseline of `rnn classify --baseline`: TF-IDF word 1-2-grams (sublinear tf) and a linear
 SVM (C = 1), from scikit-learn, the model a practitioner would otherwise reach for. It is fitted
 on exactly the texts the classifier was trained on (its training split, not the validation split)
 and scored on the same validation and test texts, so the two rows of the summary compare like

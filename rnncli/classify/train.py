@@ -14,6 +14,7 @@ layer 0 gathers its input projections from tables that fold embedding, weights a
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -32,6 +33,7 @@ from rnncli.classify.model import (
     pad_batch,
 )
 from rnncli.classify.ngram import (
+    Candidates,
     NgramPath,
     choose_mix,
     fit_candidates,
@@ -40,12 +42,13 @@ from rnncli.classify.ngram import (
     refit,
 )
 from rnncli.config import ClassifyConfig
-from rnncli.data.words import TokenVocab, read_labelled, tokenize
 from rnncli.data.vectors import match_glove
+from rnncli.data.words import LabelledData, TokenVocab, read_labelled, tokenize
 from rnncli.engine import model as M
 from rnncli.engine import npz as checkpoint
 from rnncli.engine import threads as blas
-from rnncli.engine.optim import Optimizer, clip_global_norm
+from rnncli.engine.optim import Optimizer
+from rnncli.engine.step import train_step
 from rnncli.errors import (
     CheckpointError,
     ConfigError,
@@ -53,23 +56,6 @@ from rnncli.errors import (
     DivergedError,
     RnnError,
 )
-
-
-def metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
-    (rows = true class, columns = predicted)."""
-    confusion = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    tp = np.diag(confusion).astype(float)
-    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    present = (support > 0) | (predicted > 0)
-    return {"accuracy": float(tp.sum() / max(1, len(y_true))),
-            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
-            "support": support.tolist(), "confusion": confusion.tolist(), "n": int(len(y_true))}
 
 
 def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -130,32 +116,53 @@ def _class_weights(mode: str, y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
-def scores(log_proba: np.ndarray, y: np.ndarray, n_classes: int, class_weights: np.ndarray | None = None) -> dict:
-    """metrics() of the argmax, plus the (class-weighted) mean log-loss."""
-    result = metrics(y, log_proba.argmax(axis=1), n_classes)
+def score_predictions(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    """Scores of predicted classes: accuracy, macro-F1, per-class precision/recall/F1/support
+    and the confusion matrix (rows = true class, columns = predicted)."""
+    confusion = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    tp = np.diag(confusion).astype(float)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    present = (support > 0) | (predicted > 0)
+    return {"accuracy": float(tp.sum() / max(1, len(y_true))),
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+            "support": support.tolist(), "confusion": confusion.tolist(), "n": int(len(y_true))}
+
+
+def score_log_proba(log_proba: np.ndarray, y: np.ndarray, n_classes: int,
+                    class_weights: np.ndarray | None = None) -> dict:
+    """Scores of predicted log-probabilities: score_predictions() of the argmax, plus the
+    (class-weighted) mean log-loss."""
+    result = score_predictions(y, log_proba.argmax(axis=1), n_classes)
     w = np.ones(len(y)) if class_weights is None else class_weights[y]
     picked = np.maximum(log_proba[np.arange(len(y)), y], np.log(1e-12))
     result["loss"] = float(-(w * picked).sum() / max(w.sum(), 1e-12))
     return result
 
 
-def evaluate_split(clf: Classifier, seqs: list, y: np.ndarray, class_weights: np.ndarray | None = None,
-                   texts: list | None = None) -> dict:
-    """Scores of the classifier on encoded texts; with an n-gram path (which reads the texts
-    themselves) also those of each part alone ("parts")."""
-    rnn = clf.rnn_log_proba(seqs)
-    if clf.ngram is None:
-        return scores(rnn, y, len(clf.labels), class_weights)
-    return mixed_scores(clf.ngram, rnn, clf.ngram.log_proba(texts), y, len(clf.labels), class_weights)
-
-
-def mixed_scores(path: NgramPath, rnn: np.ndarray, ngram: np.ndarray, y: np.ndarray, n_classes: int,
-                 class_weights: np.ndarray | None) -> dict:
-    result = scores(mix(rnn, ngram, path.alpha, path.scale), y, n_classes, class_weights)
-    result["parts"] = {part: {k: v for k, v in scores(lp, y, n_classes, class_weights).items()
+def score_mix(path: NgramPath, rnn: np.ndarray, ngram: np.ndarray, y: np.ndarray, n_classes: int,
+              class_weights: np.ndarray | None) -> dict:
+    """Scores of the mix of the two parts' log-probabilities, and each part's accuracy, macro-F1
+    and loss alone ("parts")."""
+    result = score_log_proba(mix(rnn, ngram, path.alpha, path.scale), y, n_classes, class_weights)
+    result["parts"] = {part: {k: v for k, v in score_log_proba(lp, y, n_classes, class_weights).items()
                               if k in ("accuracy", "macro_f1", "loss")}
                        for part, lp in (("rnn", rnn), ("ngram", ngram))}
     return result
+
+
+def evaluate_split(clf: Classifier, seqs: list, y: np.ndarray, class_weights: np.ndarray | None = None,
+                   texts: list | None = None) -> dict:
+    """Scores of the classifier run on encoded texts; with an n-gram path (which reads the texts
+    themselves) also those of each part alone ("parts")."""
+    rnn = clf.rnn_log_proba(seqs)
+    if clf.ngram is None:
+        return score_log_proba(rnn, y, len(clf.labels), class_weights)
+    return score_mix(clf.ngram, rnn, clf.ngram.log_proba(texts), y, len(clf.labels), class_weights)
 
 
 def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None, out_dir: str,
@@ -166,16 +173,74 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     reporter = reporter or Reporter()
     cfg.validate()
     if baseline:
-        from rnncli.classify import baseline as yardstick
+        from rnncli.classify import baseline as tfidf_baseline
 
-        yardstick.require()
+        tfidf_baseline.require()
     blas.set_threads(cfg.threads)
     started = time.perf_counter()
+    texts, rng = _read_training_texts(cfg, data_path, test_path)
+    vocab = TokenVocab.build([texts.tokens[i] for i in texts.train_idx], cfg.min_freq, cfg.max_vocab)
+    cfg, vectors, coverage = _match_vectors(cfg, texts, vocab)
+    model = _set_up_model(cfg, texts, vocab, vectors, rng)
+    info = _run_info(cfg, texts, model, coverage)
+    reporter.start(info)
+    candidates, reserve = _fit_ngram_candidates(cfg, texts, model, reporter)
+    epochs = _train_epochs(cfg, model, rng, reporter, started, reserve)
+    reporter.close()
+    info["stopped"] = epochs.stopped
+    for k in model.params:
+        model.params[k][...] = epochs.best_params[k]  # early stopping: the best epoch's weights
+    if epochs.diverged and epochs.best_val is None:
+        raise DivergedError(f"{epochs.diverged}; no epoch finished with a finite validation loss, so nothing was "
+                            f"saved; try a lower --lr")
+    best_val = epochs.best_val
+    if candidates is not None and not epochs.diverged:
+        best_val = _choose_mix(texts, model, candidates, reporter, info)
+    run_dir = checkpoint.new_run_dir(out_dir, f"{os.path.splitext(texts.name)[0]}-classifier")
+    extra = {"best_epoch": epochs.best_epoch, "history": epochs.history, "val": best_val, "info": info,
+             "data": os.path.abspath(data_path), "data_sha256": file_sha256(data_path)}
+    baseline_model = None
+    if baseline and not epochs.diverged:
+        baseline_model = _fit_baseline(texts, model, reporter, best_val, extra)
+    path = save_classifier(os.path.join(run_dir, "best.npz"), model.clf, extra)
+    if epochs.diverged:  # the best finite epoch is kept; the test file is not scored by a failed run
+        raise DivergedError(f"{epochs.diverged}; the best finite epoch ({epochs.best_epoch}, validation loss "
+                            f"{best_val['loss']:.4f}) was saved to {path}; try a lower --lr")
+    test = None
+    if test_path:  # scored once, with the best weights, after they are safely saved
+        test = evaluate_file(model.clf, test_path, cfg.on_decode_error, baseline_model)
+        save_classifier(path, model.clf, {**extra, "test": test})
+    seconds = time.perf_counter() - started
+    return ClassifyResult(path, texts.labels, epochs.best_epoch, epochs.epochs_run, seconds, best_val, test, info,
+                          epochs.history)
+
+
+@dataclass
+class _TrainingTexts:
+    """The labelled texts of a training file, their classes, the split and the tokens."""
+
+    name: str  # the file's, for messages and the run folder
+    data: LabelledData
+    labels: tuple  # the classes, sorted
+    y_all: np.ndarray  # class index of each text
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    tokens: list  # token list of each text
+
+    def texts(self, idx) -> list[str]:
+        return [self.data.texts[i] for i in idx]
+
+
+def _read_training_texts(cfg: ClassifyConfig, data_path: str,
+                         test_path: str | None) -> tuple[_TrainingTexts, np.random.Generator]:
+    """The training file read, checked, split and tokenised, and the rng that made the split
+    (it goes on to initialise the model and order the batches)."""
     data = read_labelled(data_path, cfg.on_decode_error)
     name = os.path.basename(data_path)
     if not data.texts:
         raise CorpusError(f"{name}: no usable `label<TAB>text` lines "
-                          f"({data.skipped_no_tab} without a TAB, {data.skipped_empty} with an empty text)")
+                          f"({data.skipped_no_tab} without a TAB, {data.skipped_no_label} with an empty label, "
+                          f"{data.skipped_empty} with an empty text)")
     labels = tuple(sorted(set(data.labels)))
     if len(labels) < 2:
         raise CorpusError(f"{name}: only one class ({labels[0]!r}); a classifier needs at least two")
@@ -189,143 +254,221 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     if len(val_idx) == 0:
         raise CorpusError(f"{name}: too few texts to hold out a validation split")
     tokens = [tokenize(t, cfg.tokens) for t in data.texts]
-    vocab = TokenVocab.build([tokens[i] for i in train_idx], cfg.min_freq, cfg.max_vocab)
-    coverage = None
-    if cfg.glove:
-        glove = match_glove(cfg.glove, vocab, [tokens[i] for i in train_idx], cfg.glove_match, cfg.glove_dim,
-                            cfg.stem_vector)
-        vectors, dim = glove.vectors, glove.dim
-        if dim != cfg.embedding_size:
-            cfg = replace(cfg, embedding_size=dim)
-        coverage = {**glove.coverage, "match": glove.match, "why": glove.why, "source": glove.source,
-                    "words": glove.words, "stem_vector": glove.stem_vector}
+    return _TrainingTexts(name, data, labels, y_all, train_idx, val_idx, tokens), rng
+
+
+def _match_vectors(cfg: ClassifyConfig, texts: _TrainingTexts,
+                   vocab: TokenVocab) -> tuple[ClassifyConfig, np.ndarray | None, dict | None]:
+    """(cfg with the GloVe file's embedding size, the vectors, their coverage), or cfg unchanged
+    and no vectors without --glove."""
+    if not cfg.glove:
+        return cfg, None, None
+    glove = match_glove(cfg.glove, vocab, [texts.tokens[i] for i in texts.train_idx], cfg.glove_match,
+                        cfg.glove_dim, cfg.stem_vector)
+    if glove.dim != cfg.embedding_size:
+        cfg = replace(cfg, embedding_size=glove.dim)
+    coverage = {**glove.coverage, "match": glove.match, "why": glove.why, "source": glove.source,
+                "words": glove.words, "stem_vector": glove.stem_vector}
+    return cfg, glove.vectors, coverage
+
+
+@dataclass
+class _Model:
+    """A classifier in training: its parameters, what updates them, and the split encoded."""
+
+    clf: Classifier
+    params: dict
+    trainable: dict  # params less the embeddings when they are frozen
+    grads: dict
+    opt: Optimizer
+    work: M.Workspace
+    train_seqs: list
+    val_seqs: list
+    y_train: np.ndarray
+    y_val: np.ndarray
+    lengths: np.ndarray  # of the training texts, for the length batches
+    weighting: str  # "none" or "balanced"
+    class_weights: np.ndarray  # (C,) the weight of a text of each class
+
+
+def _set_up_model(cfg: ClassifyConfig, texts: _TrainingTexts, vocab: TokenVocab, vectors: np.ndarray | None,
+                  rng: np.random.Generator) -> _Model:
+    """The initialised classifier (GloVe rows copied in), its optimizer over the trainable
+    parameters, and the texts encoded."""
+    labels = texts.labels
     shapes = classifier_shapes(cfg, vocab.size, len(labels))
     M.require_memory(shapes, DTYPE, copies=4)
     params = init_classifier(cfg, shapes, rng, DTYPE)
-    if cfg.glove:
+    if vectors is not None:
         hit = ~np.isnan(vectors[:, 0])
         params["embed"][hit] = vectors[hit]
     index = vocab.index()
-    seqs = [vocab.encode(t, index, cfg.max_len) for t in tokens]
+    seqs = [vocab.encode(t, index, cfg.max_len) for t in texts.tokens]
     clf = Classifier(cfg, vocab, labels, params)
-    train_seqs = [seqs[i] for i in train_idx]
-    y_train, y_val = y_all[train_idx], y_all[val_idx]
-    val_seqs = [seqs[i] for i in val_idx]
+    train_seqs = [seqs[i] for i in texts.train_idx]
+    y_train, y_val = texts.y_all[texts.train_idx], texts.y_all[texts.val_idx]
+    val_seqs = [seqs[i] for i in texts.val_idx]
     weighting = resolve_class_weights(cfg, y_train, len(labels))
     cw = _class_weights(weighting, y_train, len(labels))
-    train_counts = np.bincount(y_train, minlength=len(labels))
     trainable = {k: v for k, v in params.items() if not (k == "embed" and cfg.freeze_embeddings)}
     opt = Optimizer(cfg.optim(), trainable)
     grads = M.zeros_like_params(trainable)
     if cfg.freeze_embeddings:
         grads["embed"] = np.zeros((0, 0), DTYPE)  # never read: embeddings are not trained
-    work = M.Workspace(DTYPE)
     lengths = np.array([len(s) for s in train_seqs])
-    truncated = sum(len(t) > cfg.max_len for t in tokens)
-    info = {"train": len(train_idx), "val": len(val_idx), "labels": labels, "vocab": vocab.size,
-            "skipped_no_tab": data.skipped_no_tab, "skipped_empty": data.skipped_empty,
-            "truncated": truncated, "coverage": coverage, "params": int(sum(p.size for p in params.values())),
-            "embedding_size": cfg.embedding_size, "class_counts": np.bincount(y_all, minlength=len(labels)).tolist(),
-            "class_weights": weighting, "auto_weights": cfg.class_weights == "auto", "ngram": cfg.ngram,
+    return _Model(clf, params, trainable, grads, opt, M.Workspace(DTYPE), train_seqs, val_seqs, y_train, y_val,
+                  lengths, weighting, cw)
+
+
+def _run_info(cfg: ClassifyConfig, texts: _TrainingTexts, model: _Model, coverage: dict | None) -> dict:
+    """What the reporter shows at the start and the checkpoint keeps about the data and model."""
+    labels, data = texts.labels, texts.data
+    train_counts = np.bincount(model.y_train, minlength=len(labels))
+    return {"train": len(texts.train_idx), "val": len(texts.val_idx), "labels": labels,
+            "vocab": model.clf.vocab.size, "skipped_no_tab": data.skipped_no_tab,
+            "skipped_no_label": data.skipped_no_label, "skipped_empty": data.skipped_empty, "truncated": sum(len(t) > cfg.max_len for t in texts.tokens),
+            "coverage": coverage, "params": int(sum(p.size for p in model.params.values())),
+            "embedding_size": cfg.embedding_size,
+            "class_counts": np.bincount(texts.y_all, minlength=len(labels)).tolist(),
+            "class_weights": model.weighting, "auto_weights": cfg.class_weights == "auto", "ngram": cfg.ngram,
             "rare": [(labels[c], int(n)) for c, n in enumerate(train_counts) if n < RARE_CLASS]}
-    reporter.start(info)
-    candidates, reserve = None, 0.0
-    if cfg.ngram:  # fitted first, so the recurrent training knows how much of --max-time is left
-        reporter.stage("fitting the n-gram path on the training texts")
-        candidates = fit_candidates([data.texts[i] for i in train_idx], y_train, cw[y_train],
-                                    [data.texts[i] for i in val_idx], len(labels), cfg.ngram)
-        reserve = 1.5 * candidates.seconds_per_fit  # for its refit on training + validation texts
-    best = (math.inf, 0, {k: v.copy() for k, v in params.items()}, None)
-    history = []
+
+
+def _fit_ngram_candidates(cfg: ClassifyConfig, texts: _TrainingTexts, model: _Model,
+                          reporter: Reporter) -> tuple[Candidates | None, float]:
+    """(the n-gram path's candidate fits, seconds to keep for its refit), or (None, 0) without
+    one. Fitted before the recurrent training, so that knows how much of --max-time is left."""
+    if not cfg.ngram:
+        return None, 0.0
+    reporter.stage("fitting the n-gram path on the training texts")
+    cw = model.class_weights
+    candidates = fit_candidates(texts.texts(texts.train_idx), model.y_train, cw[model.y_train],
+                                texts.texts(texts.val_idx), len(texts.labels), cfg.ngram)
+    return candidates, 1.5 * candidates.seconds_per_fit  # for its refit on training + validation texts
+
+
+@dataclass
+class _Epochs:
+    """How the epochs went: the best of them and why they ended."""
+
+    best_loss: float  # validation loss of the best epoch
+    best_epoch: int
+    best_params: dict  # copies of its weights
+    best_val: dict | None  # its validation scores; None until an epoch finishes finite
+    history: list  # the summary of each epoch
+    epochs_run: int = 0
+    diverged: str = ""  # what went non-finite, and when
+    stopped: str = "epochs"  # why training ended: "epochs", "patience" or "time"
+
+
+def _train_epochs(cfg: ClassifyConfig, model: _Model, rng: np.random.Generator, reporter: Reporter,
+                  started: float, reserve: float) -> _Epochs:
+    """Epochs of training, each scored on the validation split, until the last of cfg.epochs,
+    cfg.patience epochs without a better validation loss, the time limit (less `reserve`
+    seconds), or a non-finite loss."""
+    run = _Epochs(math.inf, 0, {k: v.copy() for k, v in model.params.items()}, None, [])
     bad_epochs = 0
-    epoch = 0
-    diverged = ""  # what went non-finite, and when
-    stopped = "epochs"  # why training ended: "epochs", "patience" or "time"
     for epoch in range(1, cfg.epochs + 1):
-        batches = length_batches(lengths, cfg.batch_size, rng)
-        reporter.epoch_start(epoch, len(batches))
-        total, seen = 0.0, 0
-        for idx in batches:
-            ids, rev, lens = pad_batch([train_seqs[i] for i in idx])
-            y = y_train[idx].astype(np.int32)
-            w = cw[y]
-            w = w / w.sum()
-            for g in grads.values():
-                g.fill(0)
-            masks = draw_masks(cfg, ids.shape[0], ids.shape[1], rng, DTYPE)
-            loss = loss_and_grads(cfg, params, grads, ids, rev, lens, y, w, work, masks,
-                                  train_embed=not cfg.freeze_embeddings)
-            norm = clip_global_norm({k: grads[k] for k in trainable}, cfg.clip)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                diverged = f"the training loss became non-finite in epoch {epoch}"
-                break
-            opt.step(trainable, grads, cfg.lr)
-            total += loss * len(idx)
-            seen += len(idx)
-            reporter.batch(loss)
-            if cfg.max_time and time.perf_counter() - started > cfg.max_time - reserve:
-                stopped = "time"  # this partial epoch is still evaluated, and kept if it is the best
-                break
-        if diverged:
+        run.epochs_run = epoch
+        total, seen = _train_epoch(cfg, model, rng, reporter, epoch, started, reserve, run)
+        if run.diverged:
             break
-        val = evaluate_split(clf, val_seqs, y_val, cw)
+        val = evaluate_split(model.clf, model.val_seqs, model.y_val, model.class_weights)
         if not math.isfinite(val["loss"]):
-            diverged = f"the validation loss became {val['loss']} after epoch {epoch}"
+            run.diverged = f"the validation loss became {val['loss']} after epoch {epoch}"
             break
-        improved = val["loss"] < best[0]
+        improved = val["loss"] < run.best_loss
         if improved:
-            best = (val["loss"], epoch, {k: v.copy() for k, v in params.items()}, val)
+            run.best_loss, run.best_epoch, run.best_val = val["loss"], epoch, val
+            run.best_params = {k: v.copy() for k, v in model.params.items()}
             bad_epochs = 0
         else:
             bad_epochs += 1
         summary = {"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": val["loss"],
                    "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "best": improved,
                    "seconds": time.perf_counter() - started}
-        history.append(summary)
+        run.history.append(summary)
         reporter.epoch_end(summary)
-        if stopped == "time":
+        if run.stopped == "time":
             break
         if bad_epochs >= cfg.patience:
-            stopped = "patience"
+            run.stopped = "patience"
             break
-    reporter.close()
-    info["stopped"] = stopped
-    _, best_epoch, best_params, best_val = best
-    for k in params:
-        params[k][...] = best_params[k]  # early stopping: the best epoch's weights
-    if diverged and best_val is None:
-        raise DivergedError(f"{diverged}; no epoch finished with a finite validation loss, so nothing was saved; "
-                            f"try a lower --lr")
-    if candidates is not None and not diverged:
-        reporter.stage("choosing the mix on the validation split")
-        rnn_val = clf.rnn_log_proba(val_seqs)
-        path = choose_mix(candidates, rnn_val, y_val, cw[y_val])
-        # The validation score of the mix as chosen, with the n-gram model fitted on the training
-        # texts alone (the refit below, which adds the validation texts, would flatter it).
-        best_val = mixed_scores(path, rnn_val, candidates.val_log_proba[path.C], y_val, len(labels), cw)
-        fit_idx = np.concatenate([train_idx, val_idx])
-        clf.ngram = refit(path, [data.texts[i] for i in fit_idx], y_all[fit_idx], cw[y_all[fit_idx]])
-        info["mix"] = {"alpha": clf.ngram.alpha, "C": clf.ngram.C, "terms": clf.ngram.features.size}
-    run_dir = checkpoint.new_run_dir(out_dir, f"{os.path.splitext(name)[0]}-classifier")
-    extra = {"best_epoch": best_epoch, "history": history, "val": best_val, "info": info,
-             "data": os.path.abspath(data_path), "data_sha256": file_sha256(data_path)}
-    baseline_model = None
-    if baseline and not diverged:
-        reporter.stage("fitting the baseline on the same training texts")
-        baseline_model = yardstick.fit([data.texts[i] for i in train_idx], y_train)
-        best_val["baseline"] = _brief(metrics(y_val, baseline_model.predict([data.texts[i] for i in val_idx]),
-                                              len(labels)))
-        extra["baseline"] = yardstick.DESCRIPTION
-    path = save_classifier(os.path.join(run_dir, "best.npz"), clf, extra)
-    if diverged:  # the best finite epoch is kept; the test file is not scored by a failed run
-        raise DivergedError(f"{diverged}; the best finite epoch ({best_epoch}, validation loss "
-                            f"{best_val['loss']:.4f}) was saved to {path}; try a lower --lr")
-    test = None
-    if test_path:  # scored once, with the best weights, after they are safely saved
-        test = evaluate_file(clf, test_path, cfg.on_decode_error, baseline_model)
-        save_classifier(path, clf, {**extra, "test": test})
-    seconds = time.perf_counter() - started
-    return ClassifyResult(path, labels, best_epoch, epoch, seconds, best_val, test, info, history)
+    return run
+
+
+def _train_epoch(cfg: ClassifyConfig, model: _Model, rng: np.random.Generator, reporter: Reporter, epoch: int,
+                 started: float, reserve: float, run: _Epochs) -> tuple[float, int]:
+    """One pass over the training texts in length batches, a training step each; returns (the
+    loss summed over texts, texts seen). A non-finite loss or gradient norm ends it with
+    run.diverged set, the time limit with run.stopped = "time"."""
+    batches = length_batches(model.lengths, cfg.batch_size, rng)
+    reporter.epoch_start(epoch, len(batches))
+    total, seen = 0.0, 0
+    for idx in batches:
+        batch = _training_batch(model, idx)
+        loss, norm, _ = train_step(model.trainable, model.grads, model.opt, cfg.lr, cfg.clip,
+                                   functools.partial(_batch_loss_and_grads, cfg, model, batch, rng))
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            run.diverged = f"the training loss became non-finite in epoch {epoch}"
+            break
+        total += loss * len(idx)
+        seen += len(idx)
+        reporter.batch(loss)
+        if cfg.max_time and time.perf_counter() - started > cfg.max_time - reserve:
+            run.stopped = "time"  # this partial epoch is still evaluated, and kept if it is the best
+            break
+    return total, seen
+
+
+def _training_batch(model: _Model, idx: np.ndarray) -> tuple:
+    """(ids, rev, lengths, targets, weights summing to 1) of the training texts idx."""
+    ids, rev, lens = pad_batch([model.train_seqs[i] for i in idx])
+    y = model.y_train[idx].astype(np.int32)
+    w = model.class_weights[y]
+    w = w / w.sum()
+    return ids, rev, lens, y, w
+
+
+def _batch_loss_and_grads(cfg: ClassifyConfig, model: _Model, batch: tuple, rng: np.random.Generator,
+                          grads: dict) -> tuple[float, None]:
+    """train_step's loss_and_grads for one batch. Its dropout masks are drawn here, after the
+    gradients are zeroed; zeroing draws nothing, so the rng's draws keep their order."""
+    ids, rev, lens, y, w = batch
+    masks = draw_masks(cfg, ids.shape[0], ids.shape[1], rng, DTYPE)
+    return loss_and_grads(cfg, model.params, grads, ids, rev, lens, y, w, model.work, masks,
+                          train_embed=not cfg.freeze_embeddings), None
+
+
+def _choose_mix(texts: _TrainingTexts, model: _Model, candidates: Candidates, reporter: Reporter,
+                info: dict) -> dict:
+    """Choose the n-gram candidate and the mix on the validation split, refit the n-gram model on
+    training + validation texts into model.clf; returns the validation scores of the mix."""
+    reporter.stage("choosing the mix on the validation split")
+    cw, y_val = model.class_weights, model.y_val
+    rnn_val = model.clf.rnn_log_proba(model.val_seqs)
+    path = choose_mix(candidates, rnn_val, y_val, cw[y_val])
+    # The validation score of the mix as chosen, with the n-gram model fitted on the training
+    # texts alone (the refit below, which adds the validation texts, would flatter it).
+    best_val = score_mix(path, rnn_val, candidates.val_log_proba[path.C], y_val, len(texts.labels), cw)
+    fit_idx = np.concatenate([texts.train_idx, texts.val_idx])
+    clf = model.clf
+    clf.ngram = refit(path, texts.texts(fit_idx), texts.y_all[fit_idx], cw[texts.y_all[fit_idx]])
+    info["mix"] = {"alpha": clf.ngram.alpha, "C": clf.ngram.C, "terms": clf.ngram.features.size}
+    return best_val
+
+
+def _fit_baseline(texts: _TrainingTexts, model: _Model, reporter: Reporter, best_val: dict, extra: dict):
+    """baseline.py's model fitted on the training texts; its validation scores go into best_val
+    and its description into the checkpoint's extra metadata."""
+    from rnncli.classify import baseline as tfidf_baseline
+
+    reporter.stage("fitting the baseline on the same training texts")
+    baseline_model = tfidf_baseline.fit(texts.texts(texts.train_idx), model.y_train)
+    best_val["baseline"] = _brief(score_predictions(model.y_val, baseline_model.predict(texts.texts(texts.val_idx)),
+                                                    len(texts.labels)))
+    extra["baseline"] = tfidf_baseline.DESCRIPTION
+    return baseline_model
 
 
 def split_for(cfg: ClassifyConfig, y_all: np.ndarray) -> tuple:
@@ -352,9 +495,9 @@ def _brief(m: dict) -> dict:
 def refit_baseline(clf: Classifier, on_error: str = "strict"):
     """baseline.py's model fitted again on the training split of a checkpoint trained with
     --baseline: the data file it names must still hold the same bytes."""
-    from rnncli.classify import baseline as yardstick
+    from rnncli.classify import baseline as tfidf_baseline
 
-    yardstick.require()
+    tfidf_baseline.require()
     path = clf.meta.get("data", "")
     if not isinstance(path, str) or not os.path.isfile(path):
         raise CorpusError(f"baseline: the training file {path!r} is not there any more; it is needed to refit")
@@ -364,11 +507,11 @@ def refit_baseline(clf: Classifier, on_error: str = "strict"):
     data = read_labelled(path, on_error)
     y_all = np.array([clf.labels.index(l) for l in data.labels], np.int64)
     _, train_idx, _ = split_for(clf.cfg, y_all)
-    return yardstick.fit([data.texts[i] for i in train_idx], y_all[train_idx])
+    return tfidf_baseline.fit([data.texts[i] for i in train_idx], y_all[train_idx])
 
 
 def evaluate_file(clf: Classifier, path: str, on_error: str = "strict", baseline_model=None) -> dict:
-    """Scores on a labelled file. Texts with labels the model does not know are skipped and
+    """Scores of the classifier run on a labelled file. Texts with labels the model does not know are skipped and
     counted; empty texts are kept (predicted from a lone unknown token) and counted. With a
     baseline model, its accuracy and macro-F1 on the same texts too ("baseline")."""
     data = read_labelled(path, on_error, keep_empty=True)
@@ -381,9 +524,9 @@ def evaluate_file(clf: Classifier, path: str, on_error: str = "strict", baseline
     y = np.array([clf.labels.index(data.labels[i]) for i in known], np.int64)
     result = evaluate_split(clf, clf.encode(texts), y, texts=texts)
     if baseline_model is not None:
-        result["baseline"] = _brief(metrics(y, baseline_model.predict(texts), len(clf.labels)))
+        result["baseline"] = _brief(score_predictions(y, baseline_model.predict(texts), len(clf.labels)))
     result.update({"skipped_unknown_label": len(data.labels) - len(known), "unknown_labels": unknown_labels,
-                   "skipped_no_tab": data.skipped_no_tab, "empty_texts": sum(not t.strip() for t in texts),
+                   "skipped_no_tab": data.skipped_no_tab, "skipped_no_label": data.skipped_no_label, "empty_texts": sum(not t.strip() for t in texts),
                    "path": path})
     return result
 

@@ -19,6 +19,7 @@ from rnncli.cli.options import (
     InputFile,
     InputText,
     announce_compile,
+    threads_option,
 )
 from rnncli.config import (
     CELLS,
@@ -92,7 +93,7 @@ def _comma_ints(ctx, param, value):
 @click.option("--ngram", type=click.IntRange(0, 5), default=C_DEF.ngram, help="Mix in a linear model of word 1..N-grams and character pieces, weighted on the validation split (0 = the recurrent model alone).")
 @click.option("--val-fraction", type=Finite(0, 1, min_open=True, max_open=True), default=C_DEF.val_fraction, help="Share of each class held out for validation (stratified).")
 @click.option("--seed", type=SEED, default=C_DEF.seed, help="Random seed (split, initialisation, batches).")
-@click.option("--threads", type=click.IntRange(0, 1024), default=C_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
+@threads_option(C_DEF.threads)
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default=C_DEF.on_decode_error, help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for the run folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch summaries.")
@@ -153,6 +154,8 @@ def _report_test(test: dict, labels, to_stdout: bool = False) -> None:
                   f"{', '.join(test['unknown_labels'][:10])}")
     if test["skipped_no_tab"]:
         ui.notice(f"Skipped {test['skipped_no_tab']} test lines without a TAB.")
+    if test.get("skipped_no_label"):
+        ui.notice(f"Skipped {test['skipped_no_label']} test lines with an empty label (only whitespace before the TAB).")
     if test["empty_texts"]:
         ui.notice(f"{test['empty_texts']} test texts were empty (scored from a lone unknown token).")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 
 import click
 
@@ -19,6 +20,7 @@ from rnncli.cli.options import (
     Finite,
     InputFile,
     announce_compile,
+    threads_option,
 )
 from rnncli.config import (
     ACTIVATIONS,
@@ -36,15 +38,55 @@ from rnncli.config import (
     TrainConfig,
 )
 
-# Options that define the model: fixed by a checkpoint when resuming.
-MODEL_OPTIONS = ("cell", "hidden_size", "layers", "embedding_size", "activation", "dropout",
-                 "seq_len", "batch_size", "optimizer", "lr", "schedule", "lr_final", "lr_decay", "decay_after",
-                 "weight_decay", "clip", "state_reset", "streams", "ema", "val_fraction", "seed", "on_decode_error")
+
+@dataclass(frozen=True)
+class _Setting:
+    """Where a `rnn train` option lives in TrainConfig, and how a run treats it."""
+
+    part: str  # "model" (ModelConfig), "optim" (OptimConfig) or "" (TrainConfig itself)
+    field: str
+    chosen: bool = False  # the recipe chooses it (from the corpus and a measured speed) unless given
+    kept: bool = True  # a resumed run keeps the checkpoint's; False: a limit the command may change
 
 
-# train options the recipe chooses (from the corpus size and measured speed) unless given
-AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_layers", "dropout": "dropout",
-                "lr": "lr", "weight_decay": "weight_decay", "eval_every": "eval_every"}
+# Every setting of `rnn train`, by option name; adding one here makes it reach the run, the recipe
+# and the resume checks. On --resume the first kept option that differs, in this order, is reported.
+TRAIN_SETTINGS = {
+    "cell": _Setting("model", "cell", chosen=True),
+    "hidden_size": _Setting("model", "hidden_size", chosen=True),
+    "layers": _Setting("model", "num_layers", chosen=True),
+    "embedding_size": _Setting("model", "embedding_size"),
+    "activation": _Setting("model", "activation"),
+    "dropout": _Setting("model", "dropout", chosen=True),
+    "seq_len": _Setting("", "seq_len"),
+    "batch_size": _Setting("", "batch_size"),
+    "optimizer": _Setting("optim", "optimizer"),
+    "lr": _Setting("optim", "lr", chosen=True),
+    "schedule": _Setting("optim", "schedule"),
+    "lr_final": _Setting("optim", "lr_final"),
+    "lr_decay": _Setting("optim", "lr_decay"),
+    "decay_after": _Setting("optim", "decay_after"),
+    "weight_decay": _Setting("optim", "weight_decay", chosen=True),
+    "clip": _Setting("optim", "clip"),
+    "state_reset": _Setting("", "state_reset"),
+    "streams": _Setting("", "streams"),
+    "ema": _Setting("", "ema"),
+    "val_fraction": _Setting("", "val_fraction"),
+    "seed": _Setting("", "seed"),
+    "on_decode_error": _Setting("", "on_decode_error"),
+    "epochs": _Setting("", "epochs", kept=False),
+    "patience": _Setting("", "patience", kept=False),
+    "max_steps": _Setting("", "max_steps", kept=False),
+    "max_time": _Setting("", "max_time", kept=False),
+    "eval_every": _Setting("", "eval_every", chosen=True, kept=False),
+    "eval_chars": _Setting("", "eval_chars", kept=False),
+    "threads": _Setting("", "threads", kept=False),
+    "out_dir": _Setting("", "out_dir", kept=False),
+}
+# Options that define the model and schedule: fixed by a checkpoint when resuming.
+MODEL_OPTIONS = tuple(name for name, s in TRAIN_SETTINGS.items() if s.kept)
+# train options the recipe chooses unless given: option name -> TrainConfig.auto's name
+AUTO_OPTIONS = {name: s.field for name, s in TRAIN_SETTINGS.items() if s.chosen}
 
 
 @main.command(context_settings=CONTEXT)
@@ -77,16 +119,12 @@ AUTO_OPTIONS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_lay
 @click.option("--eval-chars", type=click.IntRange(min=0), default=T_DEF.eval_chars, help="Validation characters scored per evaluation (0 = all).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for run folders (checkpoint_dir).")
 @click.option("--seed", type=SEED, default=T_DEF.seed, help="Random seed.")
-@click.option("--threads", type=click.IntRange(0, 1024), default=T_DEF.threads, help="CPU threads for matrix products (0 = all cores).")
+@threads_option(T_DEF.threads)
 @click.option("--resume", type=InputFile(), default=None, help="Continue a run from its checkpoint, exactly where it stopped.")
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default=T_DEF.on_decode_error, help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation summaries; the one-line result is still printed.")
 @click.pass_context
-def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dropout, seq_len,
-          batch_size, optimizer, lr, schedule, lr_final, lr_decay, decay_after, weight_decay, clip, epochs, patience,
-          state_reset,
-          ema, streams, max_steps, max_time,
-          val_fraction, eval_every, eval_chars, out_dir, seed, threads, resume, on_decode_error, quiet):
+def train(ctx, corpus, resume, quiet, **options):
     """Train a character-level language model on a UTF-8 text file.
 
     With no CORPUS, trains on the English and French texts bundled with rnncli.
@@ -95,53 +133,20 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
     \b
     Example:  rnn train input.txt --cell lstm --hidden-size 256 --max-time 10m
     """
-    limits = dict(epochs=epochs, patience=patience, max_steps=max_steps, max_time=max_time, eval_every=eval_every,
-                  eval_chars=eval_chars, threads=threads, out_dir=out_dir)
     from rnncli import ui
 
     if resume:
-        given = [name for name in MODEL_OPTIONS
-                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-        from rnncli.engine import npz as ckpt
-        from rnncli.lm.checkpoint import config_from_checkpoint
+        from rnncli.lm.checkpoint import read_lm_checkpoint
 
-        _, meta = ckpt.load(resume, kind="lm")
-        cfg = config_from_checkpoint(meta, {k: v for k, v in limits.items()
-                                            if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE},
-                                     resume)
-        saved = {"cell": cfg.model.cell, "hidden_size": cfg.model.hidden_size, "layers": cfg.model.num_layers,
-                 "embedding_size": cfg.model.embedding_size, "activation": cfg.model.activation,
-                 "dropout": cfg.model.dropout, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,
-                 "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr, "schedule": cfg.optim.schedule,
-                 "lr_final": cfg.optim.lr_final, "state_reset": cfg.state_reset, "streams": cfg.streams, "ema": cfg.ema,
-                 "lr_decay": cfg.optim.lr_decay,
-                 "decay_after": cfg.optim.decay_after, "weight_decay": cfg.optim.weight_decay, "clip": cfg.optim.clip,
-                 "val_fraction": cfg.val_fraction, "seed": cfg.seed, "on_decode_error": cfg.on_decode_error}
-        clash = [n for n in given if ctx.params[n] != saved[n]]
-        if clash:
-            n = clash[0]
-            raise click.UsageError(f"--{n.replace('_', '-')} {ctx.params[n]} differs from the checkpoint's "
-                                   f"{saved[n]}; a resumed run keeps its model and schedule", ctx)
-        saved_paths = meta.get("corpus")
-        if not (isinstance(saved_paths, list) and all(isinstance(p, str) for p in saved_paths)):
-            saved_paths = []
-        paths = [corpus] if corpus else saved_paths
+        resume = read_lm_checkpoint(resume)  # read once: the run goes on from what is read here
+        cfg = _resumed_config(ctx, resume)
+        paths = [corpus] if corpus else resume.corpus_paths
         missing = [p for p in paths if not os.path.isfile(p)]
         if not paths or missing:
             raise click.UsageError(f"the checkpoint's corpus {missing[0] if missing else ''} is not there; "
                                    f"give the CORPUS to resume on", ctx)
     else:
-        cfg = TrainConfig(
-            model=ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=layers,
-                              embedding_size=embedding_size, activation=activation, dropout=dropout),
-            optim=OptimConfig(optimizer=optimizer, lr=lr, schedule=schedule, lr_final=lr_final, lr_decay=lr_decay,
-                              decay_after=decay_after, weight_decay=weight_decay, clip=clip),
-            seq_len=seq_len, batch_size=batch_size, val_fraction=val_fraction, seed=seed, state_reset=state_reset,
-            streams=streams, ema=ema,
-            on_decode_error=on_decode_error, auto=tuple(
-                setting for name, setting in AUTO_OPTIONS.items()
-                if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT),
-            **limits)
+        cfg = _fresh_config(ctx)
         if corpus:
             paths = [corpus]
         else:
@@ -166,6 +171,39 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
     click.echo(ui.train_result_line(result))
 
 
+def _given(ctx, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def _setting_value(cfg: TrainConfig, setting: _Setting):
+    return getattr(getattr(cfg, setting.part) if setting.part else cfg, setting.field)
+
+
+def _fresh_config(ctx) -> TrainConfig:
+    """The options as a TrainConfig; those the recipe chooses and that were left at their
+    defaults are named in auto."""
+    parts = {"model": {}, "optim": {}, "": {}}
+    for name, setting in TRAIN_SETTINGS.items():
+        parts[setting.part][setting.field] = ctx.params[name]
+    auto = tuple(field for name, field in AUTO_OPTIONS.items()
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT)
+    return TrainConfig(model=ModelConfig(**parts["model"]), optim=OptimConfig(**parts["optim"]), auto=auto,
+                       **parts[""])
+
+
+def _resumed_config(ctx, ckpt) -> TrainConfig:
+    """The checkpoint's configuration with the limits given now; a model or schedule option given
+    with another value than the checkpoint's is a usage error."""
+    cfg = ckpt.train_config({s.field: ctx.params[name] for name, s in TRAIN_SETTINGS.items()
+                             if not s.kept and _given(ctx, name)})
+    for name in MODEL_OPTIONS:
+        saved = _setting_value(cfg, TRAIN_SETTINGS[name])
+        if _given(ctx, name) and ctx.params[name] != saved:
+            raise click.UsageError(f"--{name.replace('_', '-')} {ctx.params[name]} differs from the checkpoint's "
+                                   f"{saved}; a resumed run keeps its model and schedule", ctx)
+    return cfg
+
+
 @main.command(context_settings=CONTEXT)
 @click.argument("checkpoint", required=False, type=InputFile())
 @click.option("-t", "--temp", "temperature", type=Finite(min=0), default=1.0, help="Temperature: lower is safer, higher is wilder; 0 is greedy.")
@@ -180,7 +218,7 @@ def train(ctx, corpus, cell, hidden_size, layers, embedding_size, activation, dr
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Where to look for the last run when no CHECKPOINT is given.")
 @click.option("--novelty", is_flag=True, help="Report on stderr what share of the samples' 10-, 20- and 50-character sequences occur verbatim in the training text.")
 @click.option("--corpus", "corpus_paths", type=InputFile(), multiple=True, show_default="the checkpoint's", help="Training text for --novelty (repeat for several files; implies --novelty).")
-@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="CPU threads (0 = all cores); models of 1 MB of weights or more share each character's products among them.")
+@threads_option(help="CPU threads (0 = all cores); models of 1 MB of weights or more share each character's products among them.")
 def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, top_k, stop, drop_unknown, out_dir,
            novelty, corpus_paths, threads):
     """Generate text from a trained language model.
@@ -195,11 +233,12 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
         temperature = 0.0
     from rnncli import ui
     from rnncli.lm import sample as core
+    from rnncli.lm.checkpoint import latest_best_checkpoint, load_lm
 
     prime_text = core.decode_escapes(prime, "--prime")
     stop_text = core.decode_escapes(stop, "--stop")
-    path = checkpoint or core.latest_best_checkpoint(out_dir)
-    lm = core.load_lm(path)
+    path = checkpoint or latest_best_checkpoint(out_dir)
+    lm = load_lm(path)
     ids = core.prime_ids(lm, prime_text, drop_unknown)
     if corpus_paths or novelty:  # found before any sampling time is spent
         corpus_paths = list(corpus_paths) or _training_corpus(lm.meta, path)
@@ -246,9 +285,10 @@ def _training_corpus(meta: dict, path: str) -> list:
     """The text files a checkpoint was trained on, from its `corpus` record; a usage error naming
     the missing file (or the lack of a record) when they cannot be read here."""
     from rnncli.data.files import special_file
+    from rnncli.lm.checkpoint import recorded_corpus
 
-    paths = meta.get("corpus")
-    if not (isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths)):
+    paths = recorded_corpus(meta)
+    if not paths:
         raise click.UsageError(f"{path} does not record its training text; give it with --corpus")
     for p in paths:
         if not os.path.isfile(p) or special_file(p):
@@ -261,7 +301,7 @@ def _training_corpus(meta: dict, path: str) -> list:
 @click.argument("checkpoint", type=InputFile())
 @click.argument("text", type=InputFile())
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default="strict", help="Invalid UTF-8: stop with an error, or replace with U+FFFD (which counts as unseen unless the model knows it).")
-@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="CPU threads for matrix products (0 = all cores).")
+@threads_option()
 def evaluate(checkpoint, text, on_decode_error, threads):
     """Score a language model on a UTF-8 TEXT: nats and bits per character, perplexity.
 
@@ -273,9 +313,9 @@ def evaluate(checkpoint, text, on_decode_error, threads):
     Example:  rnn eval runs/novel-lstm-.../best.npz held-out.txt
     """
     from rnncli import ui
-    from rnncli.lm.sample import load_lm
-    from rnncli.lm.score import score_text
+    from rnncli.lm.checkpoint import load_lm
+    from rnncli.lm.score import evaluate_file
 
     lm = load_lm(checkpoint)
     announce_compile()
-    ui.print_result_table(ui.eval_table(score_text(lm, text, on_decode_error, threads)))
+    ui.print_result_table(ui.eval_table(evaluate_file(lm, text, on_decode_error, threads)))

@@ -106,3 +106,12 @@ class Duration(click.ParamType):
             return "0"
         minutes, rest = divmod(int(round(seconds)), 60)
         return (f"{minutes}m" if minutes else "") + (f"{rest}s" if rest else "")
+
+
+MAX_THREADS = 1024
+THREADS_HELP = "CPU threads for matrix products (0 = all cores)."
+
+
+def threads_option(default: int = 0, help: str = THREADS_HELP, minimum: int = 0):
+    """The --threads option every command that computes takes (0 = all cores, where allowed)."""
+    return click.option("--threads", type=click.IntRange(minimum, MAX_THREADS), default=default, help=help)

@@ -16,6 +16,7 @@ from rnncli.cli.options import (
     T_DEF,
     Finite,
     announce_compile,
+    threads_option,
 )
 from rnncli.config import (
     ACTIVATIONS,
@@ -127,7 +128,7 @@ def _parse_grid(text: str, options: dict, tctx, ctx, random_trials):
 @click.option("--grid", "grids", multiple=True, metavar="OPTION=V1,V2", help="A train option and the values to try (repeat; every combination runs). With --random, also LOW..HIGH[:log].")
 @click.option("--random", "random_trials", type=click.IntRange(min=1), default=None, help="Draw this many combinations at random (seeded by --seed) instead of running the whole grid.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, show_default="cores / threads", help="Trials run at once on this machine.")
-@click.option("--threads", type=click.IntRange(1, 1024), default=1, help="Threads per trial (Numba, OpenBLAS and --threads).")
+@threads_option(1, "Threads per trial (Numba, OpenBLAS and --threads).", minimum=1)
 @click.option("--address", envvar="DASK_SCHEDULER_ADDRESS", default=None, show_default="$DASK_SCHEDULER_ADDRESS", help="Run the trials on the Dask distributed scheduler at this address, e.g. tcp://HOST:8786.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for the sweep folder (sweep-<corpus>-<hash>/, one run folder per trial).")
 @click.option("-q", "--quiet", is_flag=True, help="No live table; the ranked table is still printed.")
@@ -239,7 +240,7 @@ def report(run, output, text_path, chars, show_chars, gradients_only, cells, hid
 
 
 @main.command(context_settings=CONTEXT, short_help="Measure training and sampling speed on this machine.")
-@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="CPU threads (0 = all cores).")
+@threads_option(help="CPU threads (0 = all cores).")
 @click.option("--reps", type=click.IntRange(min=1), default=5, help="Timed repetitions per model (the median is shown).")
 @click.option("--only", metavar="NAMES", default="", show_default="all", help="Comma-separated model names to run, e.g. lstm-2x256,sample-lstm-2x256.")
 def bench(threads, reps, only):

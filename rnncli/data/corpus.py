@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnncli.data.chars import MAX_CODEPOINT, Vocab, iter_text_blocks
+from rnncli.data.files import check_target, open_input
 from rnncli.errors import CorpusError, RnnError
 
 
@@ -161,13 +162,21 @@ def cache_location(paths: list[str]) -> str:
     return os.path.join(root, "rnncli", "corpora", f"{os.path.basename(first)}-{key}.rnncli-ids")
 
 
+# The description holds the vocabulary (at most all of Unicode, ~4.5 MB as JSON) and hashes.
+CACHE_META_BYTES = 16 << 20
+
+
 def _open_cache(stem: str, fingerprint: dict) -> Corpus | None:
     """The cached corpus when every check passes, else None (stale, truncated, foreign, damaged)."""
     import json
 
     try:
-        with open(stem + ".json", encoding="utf-8") as f:
-            meta = json.load(f)
+        # a regular file only (a pipe planted at the name would block the read) and bounded
+        with open_input(stem + ".json", "the cache's description") as f:
+            text = f.read(CACHE_META_BYTES + 1)
+        if len(text) > CACHE_META_BYTES:
+            return None
+        meta = json.loads(text.decode("utf-8"))
         if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
             return None
         vocab = Vocab(meta["vocab"])
@@ -206,6 +215,8 @@ def cached_ids(paths: list[str], on_error: str = "strict") -> Corpus:
     vocab = scan_vocab(paths, on_error)
     dtype = np.dtype(_id_dtype(vocab.size))
     folder = os.path.dirname(stem)
+    for target in (stem + ".bin", stem + ".json"):
+        check_target(target, "the corpus id cache")
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(stem) + ".", suffix=".tmp", dir=folder)
@@ -225,9 +236,15 @@ def cached_ids(paths: list[str], on_error: str = "strict") -> Corpus:
         os.replace(tmp, stem + ".bin")
         meta = {"fingerprint": fingerprint, "vocab": vocab.chars, "dtype": dtype.name, "n": n,
                 "ids_head": _sha_head(stem + ".bin"), "ids_tail": _sha_head(stem + ".bin", tail=True)}
-        with open(stem + ".json.tmp", "w", encoding="utf-8") as f:
-            json.dump(meta, f)
-        os.replace(stem + ".json.tmp", stem + ".json")
+        # a fresh temporary name, never a fixed one: a fixed name planted as a link would be followed
+        fd_meta, tmp_meta = tempfile.mkstemp(prefix=os.path.basename(stem) + ".", suffix=".json.tmp", dir=folder)
+        try:
+            with os.fdopen(fd_meta, "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+            os.replace(tmp_meta, stem + ".json")
+        except BaseException:
+            _remove_quietly(tmp_meta)
+            raise
     except OSError as e:
         _remove_quietly(tmp)
         raise CorpusError(f"{stem}.bin: cannot write the corpus id cache ({e.strerror or e})") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from rnncli.errors import CorpusError
+from rnncli.errors import CorpusError, TargetError
 
 
 def open_input(path: str, wanted: str):
@@ -42,3 +42,13 @@ def special_file(path: str) -> str:
         if test(mode):
             return what
     return "not a regular file"
+
+
+def check_target(path: str, what: str) -> None:
+    """Every writer's rule: it may create a new file or replace a regular one, nothing else.
+    An atomic write renames its temporary file over the target, which would turn a device
+    (`-o /dev/null` as root), a pipe or a socket into a regular file, so those are refused
+    before anything is written, as are directories."""
+    kind = special_file(path)
+    if kind:
+        raise TargetError(f"{path}: is {kind}; {what} is written only to a regular file or a new one")

@@ -5,7 +5,7 @@ with stemming on a process pool when the vectors' words are stemmed to match.
 from __future__ import annotations
 
 import os
-import re  # noqa: E402  (kept beside its only use)
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,23 +78,63 @@ def match_glove(path: str, vocab: TokenVocab, token_lists=(), match: str = "auto
     the first is an error naming the line.
     """
     index = vocab.index()
-    size = vocab.size
     stems = _StemFilter(vocab.tokens[2:]) if match in ("auto", "stem") else None
     name, nbytes, blocks = _glove_blocks(path, dim)
+    by_stem = None if stems is None else _StemVectors(vocab.size, stem_vector, name)
+    exact, rank = _read_glove(name, blocks, index, vocab.size, dim, stems, by_stem,
+                              nbytes >= PARALLEL_STEM_BYTES)
+    counts = _token_counts(index, vocab.size, token_lists)
+    vectors, chosen, why, coverage = _choose_vectors(exact, by_stem, counts, match)
+    return GloveMatch(vectors, exact.shape[1], chosen, why, coverage, name, rank, stem_vector)
+
+
+class _StemVectors:
+    """Per token, the vectors of the GloVe words that stem to it, combined as stem_vector says:
+    "frequent" keeps the lowest rank's, "weighted" sums them weighted by 1/rank (float64)."""
+
+    def __init__(self, size: int, stem_vector: str, name: str):
+        self.size, self.stem_vector, self.name = size, stem_vector, name
+        self.sums = self.weight = None  # (V, d) and (V,), once the first line gives d
+
+    def start(self, width: int) -> None:
+        self.sums = np.zeros((self.size, width), np.float64)
+        self.weight = np.zeros(self.size, np.float64)
+
+    def add(self, row: int, line: bytes, cut: int, line_no: int, rank: int, vec=None) -> None:
+        """The GloVe word of `line` (vector `vec` when already parsed) stems to token `row`."""
+        if self.stem_vector == "weighted":
+            vec = _glove_values(line, cut, self.name, line_no) if vec is None else vec
+            self.sums[row] += vec / rank
+            self.weight[row] += 1.0 / rank
+        elif 1.0 / rank > self.weight[row]:  # the most frequent word: the lowest rank, in whatever order they come
+            self.sums[row] = _glove_values(line, cut, self.name, line_no) if vec is None else vec
+            self.weight[row] = 1.0 / rank
+
+    def found(self) -> np.ndarray:
+        """(V,) bool: the tokens some GloVe word stems to (<pad> and <unk> never)."""
+        stemmed = self.weight > 0
+        stemmed[:2] = False
+        return stemmed
+
+    def vectors(self, exact: np.ndarray) -> np.ndarray:
+        """The exact vectors with each stemmed token's row replaced by its stem vector (float32)."""
+        stemmed = self.found()
+        vectors = exact.copy()
+        if self.stem_vector == "weighted":
+            vectors[stemmed] = (self.sums[stemmed] / self.weight[stemmed, None]).astype(np.float32)
+        else:
+            vectors[stemmed] = self.sums[stemmed].astype(np.float32)
+        return vectors
+
+
+def _read_glove(name: str, blocks, index: dict, size: int, dim: int, stems: _StemFilter | None,
+                by_stem: _StemVectors | None, parallel: bool) -> tuple[np.ndarray, int]:
+    """(exact vectors (V, d) float32 with NaN rows for tokens not found, vector lines read); the
+    words that stem to a token go to by_stem, through a _StemQueue for those only Porter places."""
     width = 0
     rank = 0
-    exact = by_stem = weight = None
-
-    def add_stem(row, line, cut, line_no, rank, vec=None):
-        if stem_vector == "weighted":
-            vec = _glove_values(line, cut, name, line_no) if vec is None else vec
-            by_stem[row] += vec / rank
-            weight[row] += 1.0 / rank
-        elif 1.0 / rank > weight[row]:  # the most frequent word: the lowest rank, in whatever order they come
-            by_stem[row] = _glove_values(line, cut, name, line_no) if vec is None else vec
-            weight[row] = 1.0 / rank
-
-    queue = None if stems is None else _StemQueue(stems, index, add_stem, nbytes >= PARALLEL_STEM_BYTES)
+    exact = None
+    queue = None if stems is None else _StemQueue(stems, index, by_stem.add, parallel)
     try:
         for line_no, lines in blocks:
             for line in lines:
@@ -113,9 +153,8 @@ def match_glove(path: str, vocab: TokenVocab, token_lists=(), match: str = "auto
                                           f"give --glove-dim {n} or another file")
                     width = n
                     exact = np.full((size, n), np.nan, np.float32)
-                    if stems is not None:
-                        by_stem = np.zeros((size, n), np.float64)
-                        weight = np.zeros(size, np.float64)
+                    if by_stem is not None:
+                        by_stem.start(n)
                 elif n != width:
                     raise CorpusError(f"{name}: line {line_no} has {n} values, "
                                       f"expected {width} like line 1; not a consistent GloVe file")
@@ -134,7 +173,7 @@ def match_glove(path: str, vocab: TokenVocab, token_lists=(), match: str = "auto
                 if stem is _ASK_PORTER:
                     queue.add(word, line, cut, line_no, rank)
                 elif stem is not None:
-                    add_stem(index[stem], line, cut, line_no, rank, vec)
+                    by_stem.add(index[stem], line, cut, line_no, rank, vec)
         if queue is not None:
             queue.finish()
     finally:
@@ -142,38 +181,36 @@ def match_glove(path: str, vocab: TokenVocab, token_lists=(), match: str = "auto
             queue.close()
     if not width:
         raise CorpusError(f"{name}: no vectors found; expected `word v1 ... vd` per line")
-    counts = _token_counts(index, size, token_lists)
+    return exact, rank
+
+
+def _choose_vectors(exact: np.ndarray, by_stem: _StemVectors | None, counts: np.ndarray,
+                    match: str) -> tuple[np.ndarray, str, str, dict]:
+    """(vectors, "exact" or "stem", why, coverage): the coverage of each way of matching, and the
+    way `match` asks for, or for "auto" the one the tokens' coverage favours."""
+    size = len(exact)
     total = max(1, int(counts.sum()))
-
-    def cover(hit):
-        return int(hit[2:].sum()), int(counts[hit].sum())
-
     found = ~np.isnan(exact[:, 0])
     found[:2] = False
-    coverage = {"types": size - 2, "tokens": int(counts.sum()), "exact": cover(found), "stem": None}
-    vectors = exact
-    chosen, why = "exact", "asked"
-    if stems is not None:
-        stemmed = weight > 0
-        stemmed[:2] = False
-        coverage["stem"] = cover(stemmed | found)
-        if counts.any():
-            gain = (coverage["stem"][1] - coverage["exact"][1]) / total
-        else:  # no texts given: the vocabulary's types decide
-            gain = (coverage["stem"][0] - coverage["exact"][0]) / max(1, size - 2)
-        if match == "auto":
-            chosen = "stem" if gain >= AUTO_STEM_GAIN else "exact"
-            why = (f"auto: stems cover {100 * gain:+.1f} points of the tokens, "
-                   + ("the text looks stemmed" if chosen == "stem" else "the text does not look stemmed"))
-        else:
-            chosen = "stem"
-        if chosen == "stem":
-            vectors = exact.copy()
-            if stem_vector == "weighted":
-                vectors[stemmed] = (by_stem[stemmed] / weight[stemmed, None]).astype(np.float32)
-            else:
-                vectors[stemmed] = by_stem[stemmed].astype(np.float32)
-    return GloveMatch(vectors, width, chosen, why, coverage, name, rank, stem_vector)
+    coverage = {"types": size - 2, "tokens": int(counts.sum()), "exact": _cover(found, counts), "stem": None}
+    if by_stem is None:
+        return exact, "exact", "asked", coverage
+    coverage["stem"] = _cover(by_stem.found() | found, counts)
+    if counts.any():
+        gain = (coverage["stem"][1] - coverage["exact"][1]) / total
+    else:  # no texts given: the vocabulary's types decide
+        gain = (coverage["stem"][0] - coverage["exact"][0]) / max(1, size - 2)
+    chosen, why = "stem", "asked"
+    if match == "auto":
+        chosen = "stem" if gain >= AUTO_STEM_GAIN else "exact"
+        why = (f"auto: stems cover {100 * gain:+.1f} points of the tokens, "
+               + ("the text looks stemmed" if chosen == "stem" else "the text does not look stemmed"))
+    return (by_stem.vectors(exact) if chosen == "stem" else exact), chosen, why, coverage
+
+
+def _cover(hit: np.ndarray, counts: np.ndarray) -> tuple[int, int]:
+    """(types, tokens) of the vocabulary that `hit` marks, <pad> and <unk> left out of the types."""
+    return int(hit[2:].sum()), int(counts[hit].sum())
 
 
 def _glove_values(line: bytes, cut: int, name: str, line_no: int) -> np.ndarray:

@@ -19,20 +19,25 @@ class LabelledData:
     texts: list  # str per example
     skipped_no_tab: int = 0
     skipped_empty: int = 0
+    skipped_no_label: int = 0  # a TAB, but only whitespace before it
 
 
 def read_labelled(path: str, on_error: str = "strict", keep_empty: bool = False) -> LabelledData:
     """`label<TAB>text` per line. The label is what comes before the first TAB, stripped (it may
-    contain spaces). Lines without a TAB and (unless keep_empty) lines with an empty text are
-    skipped and counted; blank lines are ignored."""
+    contain spaces). Lines without a TAB, lines whose label is empty (only whitespace before the
+    TAB) and, unless keep_empty, lines with an empty text are skipped and counted, each reason
+    apart; blank lines are ignored."""
     data = LabelledData([], [])
     for line in read_text(path, on_error).split("\n"):
         if not line.strip():
             continue
         label, tab, body = line.partition("\t")
         label = label.strip()
-        if not tab or not label:
+        if not tab:
             data.skipped_no_tab += 1
+            continue
+        if not label:
+            data.skipped_no_label += 1
             continue
         if not body.strip() and not keep_empty:
             data.skipped_empty += 1

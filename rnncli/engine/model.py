@@ -9,7 +9,9 @@ Parameters are a plain dict name -> array, named after the math:
     l{k}.b_hn        (H,)        GRU only: recurrent bias of the candidate, inside r ⊙ (...)
     W_hy, b_y        (V, H), (V,) output projection to logits
 
-G is 1 (rnn), 4 (lstm: i f g o) or 3 (gru: r z n). D_0 is E, or V for one-hot input, where
+G is the cell's number of gate blocks: 1 (rnn), 4 (lstm: i f g o) or 3 (gru: r z n). What differs
+between cells (gates, states, buffers, extra biases, kernels) is read from the registry in
+cells.py; nothing here branches on a cell's name. D_0 is E, or V for one-hot input, where
 W_xh x_t with x_t one-hot is just column x_t of W_xh: a gather, no GEMM.
 
 When the vocabulary is small next to the T·B tokens of a chunk (characters: 65 against 2048),
@@ -17,7 +19,7 @@ layer 0 does not multiply T·B embedding vectors by W_xh: it builds the (V, G·H
 W_xh embed[v] + b once and gathers rows from it, and its backward scatters the gradient into
 that table before two small products. Same result, three large GEMMs fewer per step.
 
-The recurrent state of a stack is one array (L, S, B, H): S = 2 for LSTM (h, c), else 1.
+The recurrent state of a stack is one array (L, S, B, H), S the cell's states: 2 for LSTM (h, c), else 1.
 """
 
 from __future__ import annotations
@@ -26,14 +28,12 @@ import os
 
 import numpy as np
 
+from rnncli.engine import cells
 from rnncli.engine import threads as blas
 from rnncli.config import ACTIVATIONS, ModelConfig
 from rnncli.errors import ConfigError
-from rnncli.engine.kernels import gru as k_gru
 from rnncli.engine.kernels import linear as k_lin
-from rnncli.engine.kernels import lstm as k_lstm
 from rnncli.engine.kernels import panel as k_panel
-from rnncli.engine.kernels import rnn as k_rnn
 from rnncli.engine.kernels import sync as k_sync
 
 DTYPES = (np.float32, np.float64)
@@ -67,15 +67,16 @@ class Workspace:
 # ---------------------------------------------------------------- parameters
 
 def stack_shapes(cfg: ModelConfig, input_size: int, prefix: str = "") -> dict[str, tuple]:
-    G, H = cfg.gates, cfg.hidden_size
+    cell = cells.get(cfg.cell)
+    G, H = cell.size, cfg.hidden_size
     shapes = {}
     for k in range(cfg.num_layers):
         D = input_size if k == 0 else H
         shapes[f"{prefix}l{k}.W_xh"] = (G * H, D)
         shapes[f"{prefix}l{k}.W_hh"] = (G * H, H)
         shapes[f"{prefix}l{k}.b"] = (G * H,)
-        if cfg.cell == "gru":
-            shapes[f"{prefix}l{k}.b_hn"] = (H,)
+        for leaf, _gate in cell.recurrent_biases:
+            shapes[f"{prefix}l{k}.{leaf}"] = (H,)
     return shapes
 
 
@@ -94,7 +95,8 @@ def init_params(cfg: ModelConfig, shapes: dict[str, tuple], rng: np.random.Gener
                 biases: str = "zero") -> dict:
     """Weights U(±1/√H), N(0, 1) embeddings, and biases by `biases`:
 
-    "zero": zero, with the LSTM forget gate at 1 (char-rnn's choice; the classifier's).
+    "zero": zero, with the cell's open_gates at 1 (the LSTM's forget gate: char-rnn's choice;
+    the classifier's).
     "pytorch": U(±1/√H), the recurrent b drawn as the sum of two such draws because it stands
     for PyTorch's two (b_ih + b_hh); no gate starts open. The language model uses this: on tiny
     Shakespeare (LSTM 2×256) "zero" learned about 0.1 nats/char slower over the first 500 steps,
@@ -102,6 +104,7 @@ def init_params(cfg: ModelConfig, shapes: dict[str, tuple], rng: np.random.Gener
     """
     params = {}
     H = cfg.hidden_size
+    cell = cells.get(cfg.cell)
     for name, shape in shapes.items():
         leaf = name.rsplit(".", 1)[-1]
         if leaf == "embed":
@@ -117,8 +120,9 @@ def init_params(cfg: ModelConfig, shapes: dict[str, tuple], rng: np.random.Gener
                 a += rng.uniform(-k, k, size=shape)
         else:
             a = np.zeros(shape)
-            if cfg.cell == "lstm" and leaf == "b":
-                a[H:2 * H] = 1.0  # forget gate open at the start: remember by default
+            if leaf == "b":
+                for gate in cell.open_gates:
+                    a[cell.gate_rows(gate, H)] = 1.0
         params[name] = np.ascontiguousarray(a, dtype=dtype)
     return params
 
@@ -162,7 +166,7 @@ def check_params(params: dict, shapes: dict[str, tuple], dtype) -> dict:
 
 
 def state_shape(cfg: ModelConfig, batch_size: int) -> tuple:
-    return (cfg.num_layers, 2 if cfg.cell == "lstm" else 1, batch_size, cfg.hidden_size)
+    return (cfg.num_layers, len(cells.get(cfg.cell).states), batch_size, cfg.hidden_size)
 
 
 def zero_state(cfg: ModelConfig, batch_size: int, dtype) -> np.ndarray:
@@ -211,23 +215,18 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
     """
     T, B = x.shape[0], x.shape[1]
     ends = np.full(T, B, np.int64) if ends is None else np.ascontiguousarray(ends, np.int64)
-    G, H, L = cfg.gates, cfg.hidden_size, cfg.num_layers
+    cell = cells.get(cfg.cell)
+    G, H, L = cell.size, cfg.hidden_size, cfg.num_layers
     code = ACTIVATIONS.index(cfg.activation)
     new_state = np.empty_like(state)
     layer_in = x
     for k in range(L):
         p = f"{prefix}l{k}."
         W_xh, W_hh, b = params[p + "W_xh"], params[p + "W_hh"], params[p + "b"]
-        # The input projections of all T steps, in one GEMM or gather. LSTM and vanilla RNN
-        # write them where the kernel completes them in place (gates, states); the GRU keeps
-        # them apart, because r scales only the recurrent part of its candidate.
-        Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
-        if cfg.cell == "gru":
-            XP = work.get(f"{p}XP", (T, B, G * H))
-        elif cfg.cell == "lstm":
-            XP = work.get(f"{p}gates", (T, B, G * H))
-        else:
-            XP = Hbuf[1:]
+        buf = _buffers(work, p, cell.forward_buffers, T, B, G, H)
+        # The input projections of all T steps, in one GEMM or gather, written where the cell's
+        # kernel wants them (Cell.projection): steps 1..T of a state buffer, or another buffer.
+        XP = buf[cell.projection][1:] if cell.projection in cell.state_buffers else buf[cell.projection]
         XP2 = XP.reshape(T * B, G * H)
         if layer_in.ndim == 2:  # token ids: a row of the input table per token
             ids = layer_in.reshape(T * B)
@@ -235,25 +234,16 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
             blas.over_parts(lambda lo, hi: k_lin.gather_rows(table, ids[lo:hi], XP2[lo:hi]), T * B, ROWS_PER_PART)
         else:
             k_lin.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
-        Hbuf[0] = state[k, 0]
+        for s, name in enumerate(cell.state_buffers):
+            buf[name][0] = state[k, s]
         # the time loop, on the batch rows and hidden units of each worker thread
         # (blas.over_shares), all of them multiplying by the same packed recurrent weights
         P_hh = _packed(W_hh, G, True)
-        if cfg.cell == "lstm":
-            Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
-            Cbuf[0] = state[k, 1]
-            _over_shares(work, B, H, lambda *share: k_lstm.forward(XP, Hbuf, Cbuf, W_hh, P_hh, ends, *share))
-            new_state[k, 1] = Cbuf[T]
-        elif cfg.cell == "gru":
-            gates = work.get(f"{p}gates", (T, B, G * H))
-            HN = work.get(f"{p}HN", (T, B, H))
-            b_hn = params[p + "b_hn"]
-            _over_shares(work, B, H, lambda *share: k_gru.forward(XP, Hbuf, W_hh, P_hh, b_hn, gates, HN, ends,
-                                                                  *share))
-        else:
-            _over_shares(work, B, H, lambda *share: k_rnn.forward(Hbuf, W_hh, P_hh, code, ends, *share))
-        new_state[k, 0] = Hbuf[T]
-        out = Hbuf[1:]
+        biases = tuple(params[p + leaf] for leaf, _gate in cell.recurrent_biases)
+        _over_shares(work, B, H, lambda *share: cell.forward(buf, W_hh, P_hh, biases, code, ends, share))
+        for s, name in enumerate(cell.state_buffers):
+            new_state[k, s] = buf[name][T]
+        out = buf["Hbuf"][1:]
         if masks is not None:
             dropped = work.get(f"{p}dropped", (T, B, H))
             np.multiply(out, masks[k], out=dropped)
@@ -273,7 +263,8 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
     (W_xh's, and grads["embed"] when `embed` is given) are accumulated here.
     """
     T, B = x.shape[0], x.shape[1]
-    G, H, L = cfg.gates, cfg.hidden_size, cfg.num_layers
+    cell = cells.get(cfg.cell)
+    G, H, L = cell.size, cfg.hidden_size, cfg.num_layers
     code = ACTIVATIONS.index(cfg.activation)
     d_out = d_top
     d_in = None
@@ -285,28 +276,14 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
             np.multiply(d_out, masks[k], out=d_h)
         else:
             d_h = np.ascontiguousarray(d_out)
-        dh_next = work.get(f"{p}dh_next", (B, H))
-        dh_next[:] = 0 if d_state is None else d_state[k, 0]
-        Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
-        gates = work.get(f"{p}gates", (T, B, G * H)) if cfg.cell != "rnn" else None
-        dG = work.get(f"{p}dG", (T, B, G * H))
+        buf = _buffers(work, p, cell.backward_buffers, T, B, G, H)
+        for s, name in enumerate(cell.next_grads):
+            buf[name][:] = 0 if d_state is None else d_state[k, s]
         P_hh = _packed(W_hh, 1, False)  # dh_{t-1} = W_hhᵀ da: W_hh as it lies
-        if cfg.cell == "lstm":
-            dc_next = work.get(f"{p}dc_next", (B, H))
-            dc_next[:] = 0 if d_state is None else d_state[k, 1]
-            Cbuf = work.get(f"{p}Cbuf", (T + 1, B, H))
-            _over_shares(work, B, H, lambda *share: k_lstm.backward(Cbuf, gates, W_hh, P_hh, d_h, dh_next, dc_next,
-                                                                    dG, *share))
-            dHP = dG
-        elif cfg.cell == "gru":
-            dHP = work.get(f"{p}dHP", (T, B, G * H))
-            HN = work.get(f"{p}HN", (T, B, H))
-            _over_shares(work, B, H, lambda *share: k_gru.backward(Hbuf, gates, HN, W_hh, P_hh, d_h, dh_next, dG,
-                                                                   dHP, *share))
-            grads[p + "b_hn"] += dHP[:, :, 2 * H:].sum(axis=(0, 1))
-        else:
-            _over_shares(work, B, H, lambda *share: k_rnn.backward(Hbuf, W_hh, P_hh, code, d_h, dh_next, dG, *share))
-            dHP = dG
+        _over_shares(work, B, H, lambda *share: cell.backward(buf, W_hh, P_hh, code, d_h, share))
+        Hbuf, dG, dHP = buf["Hbuf"], buf["dG"], buf[cell.recurrent_grad]
+        for leaf, gate in cell.recurrent_biases:  # inside its gate's recurrent term alone
+            grads[p + leaf] += dHP[:, :, cell.gate_rows(gate, H)].sum(axis=(0, 1))
         dG2 = dG.reshape(T * B, G * H)
         # Weight gradients summed over time: one GEMM each over all T·B rows.
         k_lin.linear_weight_grad(Hbuf[:-1].reshape(T * B, H), dHP.reshape(T * B, G * H), grads[p + "W_hh"])
@@ -335,15 +312,14 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
 
 def layer_activity(cfg: ModelConfig, work: Workspace, T: int, B: int, k: int, prefix: str = "") -> dict:
     """What layer k computed in the last stack_forward over T steps and B rows, as views of its
-    buffers in `work` (valid until the next forward): "h" (T, B, H) the states h_1 .. h_T; for the
-    LSTM "c" (T, B, H) and "gates" (T, B, 4, H) = i, f, g, o after their activations; for the
-    GRU "gates" (T, B, 3, H) = r, z, n."""
-    G, H = cfg.gates, cfg.hidden_size
+    buffers in `work` (valid until the next forward): each of the cell's states over steps
+    1 .. T, (T, B, H): "h", and for the LSTM "c"; and for a cell that keeps its gates, "gates"
+    (T, B, G, H) after their activations (LSTM i, f, g, o; GRU r, z, n)."""
+    cell = cells.get(cfg.cell)
+    G, H = cell.size, cfg.hidden_size
     p = f"{prefix}l{k}."
-    out = {"h": work.get(f"{p}Hbuf", (T + 1, B, H))[1:]}
-    if cfg.cell == "lstm":
-        out["c"] = work.get(f"{p}Cbuf", (T + 1, B, H))[1:]
-    if cfg.cell != "rnn":
+    out = {state: work.get(p + name, (T + 1, B, H))[1:] for state, name in zip(cell.states, cell.state_buffers)}
+    if "gates" in cell.forward_buffers:
         out["gates"] = work.get(f"{p}gates", (T, B, G * H)).reshape(T, B, G, H)
     return out
 
@@ -355,10 +331,11 @@ def stack_state_grads(cfg: ModelConfig, params: dict, d_top: np.ndarray, work: W
 
     The cells' own BPTT kernels, called one step at a time, so that the gradient reaching each
     earlier state can be read between calls; weight gradients are not formed. For reading
-    gradients through time (inspect.py), not for training: stack_backward is the fast path.
+    gradients through time (tools/inspection.py), not for training: stack_backward is the fast path.
     """
     T, B = d_top.shape[0], d_top.shape[1]
-    G, H, L = cfg.gates, cfg.hidden_size, cfg.num_layers
+    cell = cells.get(cfg.cell)
+    G, H, L = cell.size, cfg.hidden_size, cfg.num_layers
     code = ACTIVATIONS.index(cfg.activation)
     dt = work.dtype
     grads = np.zeros((L, T, B, H), dt)
@@ -366,28 +343,40 @@ def stack_state_grads(cfg: ModelConfig, params: dict, d_top: np.ndarray, work: W
     for k in range(L - 1, -1, -1):
         p = f"{prefix}l{k}."
         W_xh, W_hh = params[p + "W_xh"], params[p + "W_hh"]
-        Hbuf = work.get(f"{p}Hbuf", (T + 1, B, H))
-        dG = work.get(f"{p}dG", (T, B, G * H))
+        buf = _buffers(work, p, cell.backward_buffers, T, B, G, H)
+        dG = buf["dG"]
         P_hh = k_panel.packed(W_hh, False)
-        dh_next = np.zeros((B, H), dt)
-        dc_next = np.zeros((B, H), dt)
+        for name in cell.next_grads:  # fresh zeros: nothing arrives from beyond step T
+            buf[name] = np.zeros((B, H), dt)
         whole = (0, B, 0, H, _lone_barrier(), 1)  # one thread, all rows and units
         for t in range(T - 1, -1, -1):
-            grads[k, t] = d_out[t] + dh_next  # from above, and back from step t + 1
-            s, h2 = slice(t, t + 1), slice(t, t + 2)  # step t alone: its inputs and its two states
-            if cfg.cell == "lstm":
-                k_lstm.backward(work.get(f"{p}Cbuf", (T + 1, B, H))[h2], work.get(f"{p}gates", (T, B, G * H))[s],
-                                W_hh, P_hh, d_out[s], dh_next, dc_next, dG[s], *whole)
-            elif cfg.cell == "gru":
-                k_gru.backward(Hbuf[h2], work.get(f"{p}gates", (T, B, G * H))[s], work.get(f"{p}HN", (T, B, H))[s],
-                               W_hh, P_hh, d_out[s], dh_next, dG[s], work.get(f"{p}dHP", (T, B, G * H))[s], *whole)
-            else:
-                k_rnn.backward(Hbuf[h2], W_hh, P_hh, code, d_out[s], dh_next, dG[s], *whole)
+            grads[k, t] = d_out[t] + buf["dh_next"]  # from above, and back from step t + 1
+            cell.backward(_step_views(cell, buf, t), W_hh, P_hh, code, d_out[t:t + 1], whole)
         if k > 0:  # what the layer below receives through this layer's input weights
             d_in = np.empty((T, B, W_xh.shape[1]), dt)
             k_lin.linear_input_grad(dG.reshape(T * B, G * H), W_xh, d_in.reshape(T * B, -1))
             d_out = d_in
     return grads
+
+
+def _buffers(work: Workspace, p: str, names: tuple, T: int, B: int, G: int, H: int) -> dict:
+    """Layer p's buffers `names` from the workspace, by name (shapes: cells.buffer_shape). All are
+    fetched before the worker threads start, which then only read the dict."""
+    return {name: work.get(p + name, cells.buffer_shape(name, T, B, G, H)) for name in names}
+
+
+def _step_views(cell: cells.Cell, buf: dict, t: int) -> dict:
+    """The layer's buffers as a backward over step t alone sees them: the two states it joins
+    (t, t + 1), its own step of the per-step buffers, the gradients from the next step whole."""
+    views = {}
+    for name, a in buf.items():
+        if name in cell.state_buffers:
+            views[name] = a[t:t + 2]
+        elif name in cell.next_grads:
+            views[name] = a
+        else:
+            views[name] = a[t:t + 1]
+    return views
 
 
 def _over_shares(work: Workspace, batch: int, units: int, run) -> None:

@@ -9,6 +9,7 @@ Layout (any numpy can read it: ``np.load(path, allow_pickle=False)``):
                          from; param/ then holds the average, which sampling and evaluation use
     opt/<slot>/<name>    optimizer state (e.g. opt/m/l0.W_hh for Adam)
     state/<name>         other arrays the kind needs (e.g. the carried hidden state)
+    ngram/<name>         the classifier's n-gram part
 
 Saving writes a temporary file in the target directory, flushes and fsyncs it, then renames it
 over the target: a crash at any instant leaves either the old file or the new one. A process
@@ -32,17 +33,21 @@ import zlib
 import numpy as np
 
 from rnncli.errors import CheckpointError
-from rnncli.data.files import special_file
+from rnncli.data.files import check_target, special_file
 
 FORMAT = "rnncli"
 VERSION = 1
 TMP_PREFIX = ".tmp-"
 INFLATE_RATIO = 50  # float weights deflate to ~90%; only long runs of one value shrink more
 INFLATE_FLOOR = 64 << 20
+# The entries a checkpoint may hold: meta, and arrays under these prefixes (the layout above).
+KNOWN_PREFIXES = ("param/", "raw/", "opt/", "state/", "ngram/")
 
 
 def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
-    """Atomically write arrays and meta to path; returns path. Raises CheckpointError."""
+    """Atomically write arrays and meta to path; returns path. Raises CheckpointError, or
+    TargetError when path is not a regular file (or a new one)."""
+    check_target(path, "a checkpoint")
     directory = os.path.dirname(os.path.abspath(path))
     meta = {"format": FORMAT, "version": VERSION, **meta}
     try:
@@ -168,10 +173,11 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
                                       f"at its end)")
             raise CheckpointError(f"{name}: not an .npz checkpoint (not a zip archive)")
         with zipfile.ZipFile(path) as zf:
-            _check_sizes(zf.infolist(), name)
+            infos = zf.infolist()
+            keys = [_member_key(info.filename, name) for info in infos]
+            _check_sizes(infos, name)
             arrays = {}
-            for info in zf.infolist():
-                key = _member_key(info.filename, name)
+            for info, key in zip(infos, keys):
                 if key in arrays:
                     raise CheckpointError(f"{name}: entry {key!r} appears twice")
                 arrays[key] = _read_member(zf, info, key, name)
@@ -211,25 +217,29 @@ def _check_sizes(infos: list, name: str) -> None:
     """Bound what decompression may produce before anything is read or allocated.
 
     Each member's size as declared in the zip directory is what zipfile lets it expand to, and
-    _read_member then requires the .npy header to declare exactly that. So the declared size is
-    the bound, and here it is held to the bytes the file really has: a stored member holds its
-    size in the file; a compressed one may expand INFLATE_RATIO times or up to INFLATE_FLOOR,
-    whichever is larger (deflated zeros reach about 1000x: a zip bomb); and all members
-    together must fit in this machine's memory.
+    _read_member then requires the .npy header to declare exactly that. So the declared sizes
+    are the bound, and here they are held to the bytes the file really has: a stored member
+    holds its size in the file; compressed members together may expand INFLATE_RATIO times their
+    packed bytes or up to INFLATE_FLOOR, whichever is larger (deflated zeros reach about 1000x: a
+    zip bomb, and many small bombs are one big one); and all members together must fit in this
+    machine's memory.
     """
-    total = 0
+    total = inflated = packed_total = 0
     for info in infos:
         size, packed = info.file_size, info.compress_size
         if info.compress_type == zipfile.ZIP_STORED:
             if size != packed:
                 raise CheckpointError(f"{name}: entry {info.filename!r} declares {size:,} bytes but stores "
                                       f"{packed:,}; truncated or forged")
-        elif size > max(INFLATE_FLOOR, INFLATE_RATIO * packed):
-            raise CheckpointError(f"{name}: entry {info.filename!r} would expand from {packed:,} to {size:,} "
-                                  f"bytes ({size / max(1, packed):,.0f}x); refused as a likely zip bomb "
-                                  f"(compressed entries may expand {INFLATE_RATIO}x, or to "
-                                  f"{INFLATE_FLOOR >> 20} MiB)")
+        else:
+            inflated += size
+            packed_total += packed
         total += size
+    if inflated > max(INFLATE_FLOOR, INFLATE_RATIO * packed_total):
+        raise CheckpointError(f"{name}: its compressed entries would expand from {packed_total:,} to "
+                              f"{inflated:,} bytes ({inflated / max(1, packed_total):,.0f}x); refused as a likely "
+                              f"zip bomb (compressed entries may expand {INFLATE_RATIO}x in all, or to "
+                              f"{INFLATE_FLOOR >> 20} MiB)")
     memory = _physical_memory()
     if memory and total > memory:
         raise CheckpointError(f"{name}: its arrays declare {total / 2**30:,.1f} GiB, more than this machine's "
@@ -244,10 +254,15 @@ def _physical_memory() -> int:
 
 
 def _member_key(filename: str, name: str) -> str:
-    """np.savez names every member `<key>.npy`; anything else is not ours."""
+    """np.savez names every member `<key>.npy`; anything else, or a key outside the layout, is
+    not ours (and is refused before it is read: unknown members cost memory and prove nothing)."""
     if not filename.endswith(".npy") or len(filename) == 4:
         raise CheckpointError(f"{name}: unexpected entry {filename!r} (not a numpy array)")
-    return filename[:-4]
+    key = filename[:-4]
+    if key != "meta" and not (key.startswith(KNOWN_PREFIXES) and len(key) > key.index("/") + 1):
+        raise CheckpointError(f"{name}: unexpected entry {key!r}; a checkpoint holds meta and "
+                              f"{', '.join(p + '...' for p in KNOWN_PREFIXES)} only")
+    return key
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, name: str) -> np.ndarray:

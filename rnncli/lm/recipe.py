@@ -4,6 +4,7 @@ for a text and a time budget, from the text's size and a measured training speed
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, replace
@@ -22,7 +23,8 @@ from rnncli.data.chars import fit_batches, split_train_val
 from rnncli.engine import model as M
 from rnncli.engine.flops import train_flops
 from rnncli.engine.model import DTYPE, count_params
-from rnncli.engine.optim import Optimizer, clip_global_norm
+from rnncli.engine.optim import Optimizer
+from rnncli.engine.step import train_step
 
 # (layers, hidden size) the recipe chooses from, smallest first.
 SIZES = ((1, 128), (2, 128), (2, 256), (2, 384), (2, 512))
@@ -140,14 +142,11 @@ def measure_speed(cfg: ModelConfig, vocab_size: int, batch_size: int, seq_len: i
     times = []  # the first step compiles or warms up: not counted
     while len(times) <= PROBE_STEPS or (sum(times[1:]) < seconds and len(times) <= 4 * PROBE_STEPS):
         ids = rng.integers(0, vocab_size, size=(seq_len + 1, batch_size)).astype(np.int32)
+        x, y = np.ascontiguousarray(ids[:-1]), np.ascontiguousarray(ids[1:])
         t0 = time.perf_counter()
-        for g in grads.values():
-            g.fill(0)
         masks = M.dropout_masks(cfg, seq_len, batch_size, rng, DTYPE)
-        M.lm_loss_and_grads(cfg, params, grads, np.ascontiguousarray(ids[:-1]), np.ascontiguousarray(ids[1:]),
-                            state, work, masks)
-        clip_global_norm(grads, 5.0)
-        opt.step(params, grads, 1e-3)
+        train_step(params, grads, opt, 1e-3, 5.0, functools.partial(
+            M.lm_loss_and_grads, cfg, params, inputs=x, targets=y, state=state, work=work, masks=masks))
         times.append(time.perf_counter() - t0)
     return batch_size * seq_len / max(float(np.median(times[1:])), 1e-9)
 

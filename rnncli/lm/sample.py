@@ -1,69 +1,28 @@
-"""Sampling text from a language-model checkpoint (or from parameters in memory)."""
+"""Sampling text from a language model (lm/checkpoint.py reads one from disk) or from parameters
+in memory."""
 
 from __future__ import annotations
 
 import functools
-import glob
-import os
-from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.config import CELLS, ModelConfig, model_config_from_dict
+from rnncli.config import CELLS, ModelConfig
 from rnncli.data.chars import Vocab
 from rnncli.engine import model as M
-from rnncli.engine import npz as checkpoint
 from rnncli.engine import threads as blas
 from rnncli.engine.kernels import linear as k_lin
 from rnncli.engine.kernels import panel as k_panel
 from rnncli.engine.kernels import sampling as k_sampling
 from rnncli.engine.kernels import sync as k_sync
-from rnncli.errors import CheckpointError, ConfigError, RnnError
+from rnncli.errors import ConfigError
+
+# load_lm belongs to lm/checkpoint.py; callers that sample find it here too
+from rnncli.lm.checkpoint import LanguageModel, load_lm  # noqa: F401
 
 CHUNK = 64  # characters per kernel call: small enough to stream, large enough to hide overhead
 SPLIT_MIN_BYTES = 1 << 20  # weights read per character below which one thread samples alone
 BATCH_SAMPLES = 256  # samples drawn together at most (their states and scratch stay small)
-
-
-@dataclass
-class LanguageModel:
-    cfg: ModelConfig
-    vocab: Vocab
-    params: dict
-    meta: dict
-    path: str = ""
-
-
-def load_lm(path: str) -> LanguageModel:
-    """A language-model checkpoint, checked against its own metadata."""
-    arrays, meta = checkpoint.load(path, kind="lm")
-    return lm_from_arrays(arrays, meta, path)
-
-
-def lm_from_arrays(arrays: dict, meta: dict, path: str) -> LanguageModel:
-    name = path
-    try:
-        if not isinstance(meta.get("model"), dict):
-            raise ConfigError("no model settings")
-        cfg = model_config_from_dict(meta["model"]).validate()
-        vocab = Vocab(meta["vocab"])
-    except (KeyError, TypeError, RnnError) as e:
-        raise CheckpointError(f"{name}: metadata is incomplete or invalid ({e})") from None
-    try:
-        params = M.check_params(checkpoint.group(arrays, "param"), M.lm_shapes(cfg, vocab.size), np.float32)
-    except ConfigError as e:
-        raise CheckpointError(f"{name}: {e} (vocabulary of {vocab.size} characters)") from None
-    if not all(np.isfinite(p).all() for p in params.values()):
-        raise CheckpointError(f"{name}: parameters contain NaN or infinity")
-    return LanguageModel(cfg, vocab, params, meta, path)
-
-
-def latest_best_checkpoint(out_dir: str) -> str:
-    """best.npz of the most recently written run under out_dir."""
-    found = glob.glob(os.path.join(out_dir, "*", "best.npz"))
-    if not found:
-        raise CheckpointError(f"no checkpoint found under {out_dir}/; run `rnn train` first or give a checkpoint path")
-    return max(found, key=os.path.getmtime)
 
 
 def decode_escapes(text: str, what: str = "prime") -> str:

@@ -16,7 +16,7 @@ from rnncli.data.corpus import load_corpus
 from rnncli.engine import model as M
 from rnncli.engine import threads as blas
 from rnncli.engine.model import DTYPE
-from rnncli.lm.sample import LanguageModel
+from rnncli.lm.checkpoint import LanguageModel
 
 LN2 = math.log(2.0)
 NGRAM_SIZES = (10, 20, 50)
@@ -52,9 +52,9 @@ def _meta_int(meta: dict, key: str, default: int) -> int:
     return v if type(v) is int and 1 <= v <= 1 << 16 else default
 
 
-def score_text(lm: LanguageModel, path: str, on_error: str = "strict", threads: int = 0) -> TextScore:
+def evaluate_file(lm: LanguageModel, path: str, on_error: str = "strict", threads: int = 0) -> TextScore:
     """The model's cross-entropy on the text of path, read the way training reads its validation
-    part (the same streams and chunks as the checkpoint's run, via train.score_ids).
+    part (the same streams and chunks as the checkpoint's run, via score_ids).
 
     Characters the model has never seen have no id to read or predict: they are left out of the
     text (the model reads on as if they were not there) and counted per character.
@@ -198,9 +198,10 @@ def novelty(samples: list[str], corpus_paths: list[str], sizes=NGRAM_SIZES, on_e
     return rows
 
 
-def evaluate(cfg: ModelConfig, params: dict, ids: np.ndarray, batch_size: int, seq_len: int,
-             max_chars: int) -> float:
-    """Mean cross-entropy (nats/char) over ids (the first max_chars + 1 of them when max_chars)."""
+def evaluate_split(cfg: ModelConfig, params: dict, ids: np.ndarray, batch_size: int, seq_len: int,
+                   max_chars: int) -> float:
+    """Mean cross-entropy (nats/char) over a split's ids (the first max_chars + 1 of them when
+    max_chars): the validation loss of training."""
     if max_chars and len(ids) > max_chars + 1:
         ids = ids[:max_chars + 1]
     total, count = score_ids(cfg, params, ids, batch_size, seq_len)

@@ -1,9 +1,9 @@
-"""Training a character language model: data, the loop, evaluation, checkpoints, resume.
+"""Training a character language model: set-up (fresh or resumed), data, the loop, evaluation.
 
 The loop never prints; it reports through a Reporter (ui.py supplies the terminal one).
-Every piece of state that decides the next step is saved with the checkpoint (parameters,
-optimizer state, carried hidden state, data position, RNG state, step count), so a resumed run
-takes exactly the steps the uninterrupted run would have taken.
+Every piece of state that decides the next step is saved with the checkpoint (lm/checkpoint.py:
+parameters, optimizer state, carried hidden state, data position, RNG state, step count), so a
+resumed run takes exactly the steps the uninterrupted run would have taken.
 """
 
 from __future__ import annotations
@@ -18,17 +18,25 @@ import numpy as np
 
 from rnncli.config import EVAL_SHARE, OptimConfig, TrainConfig
 from rnncli.data.chars import StreamBatches, fit_batches, split_train_val
-from rnncli.data.corpus import load_corpus
+from rnncli.data.corpus import Corpus, load_corpus
 from rnncli.engine import model as M
-from rnncli.engine import npz as checkpoint
 from rnncli.engine import threads as blas
 from rnncli.engine.model import DTYPE, count_params
-from rnncli.engine.optim import SLOTS, Optimizer, WeightAverage, clip_global_norm
-from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError
-from rnncli.lm.checkpoint import Progress, config_dict, resume_state
+from rnncli.engine.optim import SLOTS, Optimizer, WeightAverage
+from rnncli.engine.step import train_step
+from rnncli.errors import ConfigError, CorpusError, DivergedError
+from rnncli.lm.checkpoint import (
+    LMCheckpoint,
+    Progress,
+    ResumePoint,
+    new_run_dir,
+    read_lm_checkpoint,
+    run_files,
+    save_lm_checkpoint,
+)
 from rnncli.lm.recipe import apply_recipe
-from rnncli.lm.sample import lm_from_arrays, preview
-from rnncli.lm.score import evaluate
+from rnncli.lm.sample import preview
+from rnncli.lm.score import evaluate_split
 
 LN2 = math.log(2.0)
 
@@ -135,10 +143,79 @@ def run_fraction(cfg: TrainConfig, step: int, epochs_done: float, seconds: float
     return min(1.0, max(parts))
 
 
+@dataclass
+class _Run:
+    """A run's model, optimizer and random state, as a fresh start or a checkpoint left them."""
 
-def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
+    cfg: TrainConfig
+    corpus: Corpus
+    params: dict  # the trained weights
+    average: WeightAverage | None  # with --ema
+    opt: Optimizer
+    progress: Progress
+    rng: np.random.Generator
+    run_dir: str
+    dp: object | None  # the MPI rules (lm/parallel.py), None in a single process
+    reporter: Reporter
+    recipe: tuple = ()  # the recipe's reasons (a fresh run's choices)
+    resumed: bool = False
+
+    @property
+    def weights(self) -> dict:
+        """What evaluation, previews and best.npz use: the average under --ema."""
+        return self.params if self.average is None else self.average.params
+
+    @property
+    def root(self) -> bool:
+        """Whether this process reports and writes checkpoints (rank 0 under MPI)."""
+        return self.dp is None or self.dp.root
+
+
+@dataclass
+class _Data:
+    """The run's text as the loop reads it: streams, chunks and every stream's carried state."""
+
+    val_ids: np.ndarray
+    B: int
+    T: int
+    batches: StreamBatches
+    state: np.ndarray  # (layers, k, streams, H), replaced by zeros at each new epoch
+    grads: dict
+    work: M.Workspace
+
+
+@dataclass
+class _Window:
+    """The steps since the last evaluation: their summed loss and time."""
+
+    loss: float = 0.0
+    steps: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Loop:
+    """What the loop keeps between steps besides the checkpointed Progress."""
+
+    started: float  # perf_counter() at the run's start (a resumed run's lies its saved seconds back)
+    next_eval: int  # the step of the next evaluation
+    window: _Window = field(default_factory=_Window)
+    stale: int = 0  # evaluations since the best one (early stopping)
+    # seconds the last evaluation and checkpoint took: the time budget keeps that much for the
+    # final one, so the whole run ends within --max-time (single process; under MPI ranks differ)
+    eval_seconds: float = 0.0
+    last_eval: Evaluation | None = None
+    stop_reason: str = "epochs"
+
+    def clock(self, dp) -> float:
+        """Seconds since the start; under MPI rank 0's, as of the last step, so all ranks agree."""
+        return time.perf_counter() - self.started if dp is None else dp.elapsed
+
+
+def train(cfg: TrainConfig, corpus_paths: list[str], resume: LMCheckpoint | str | None = None,
           reporter: Reporter | None = None) -> TrainResult:
-    """Train (or resume) a character language model on the given text files."""
+    """Train a character language model on the given text files, or resume the run of a
+    checkpoint (as read_lm_checkpoint returns it, or its path) with cfg."""
     reporter = reporter or Reporter()
     entered = time.perf_counter()  # a fresh run's time budget counts from here: loading and compiling too
     cfg.validate()
@@ -147,49 +224,70 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
     blas.set_threads(cfg.threads or (0 if dp is None else dp.threads_per_rank()))
     if dp is not None and not dp.root:
         reporter = Reporter()  # rank 0 alone reports
-    recipe = ()
-    if resume:
-        arrays, meta = checkpoint.load(resume, kind="lm")
-        lm = lm_from_arrays(arrays, meta, resume)
-        corpus = load_corpus(corpus_paths, cfg.on_decode_error, vocab=lm.vocab, cache=True)
-        if len(corpus) != meta.get("corpus_chars"):
-            reporter.warn(f"the corpus has {len(corpus)} characters, the checkpoint was trained on "
-                          f"{meta.get('corpus_chars')}: the data position will not line up")
-        params, averaged = lm.params, None
-        if any(k.startswith("raw/") for k in arrays):  # param/ holds the average, raw/ the trained weights
-            averaged = params
-            try:
-                params = M.check_params(checkpoint.group(arrays, "raw"), M.lm_shapes(lm.cfg, lm.vocab.size), DTYPE)
-            except ConfigError as e:
-                raise CheckpointError(f"{resume}: {e} (its raw weights)") from None
-            if not all(np.isfinite(p).all() for p in params.values()):
-                raise CheckpointError(f"{resume}: raw weights contain NaN or infinity")
-        opt, progress, rng = resume_state(cfg, params, arrays, meta, resume)
-        run_dir = os.path.dirname(os.path.abspath(resume))
-        carried = arrays.get("state/hidden")
+    if resume is None:
+        run, point = _fresh_run(cfg, corpus_paths, entered, dp, reporter), None
     else:
-        corpus = load_corpus(corpus_paths, cfg.on_decode_error, cache=True)
-        if cfg.auto and len(corpus) >= 2 and (dp is None or dp.root):
-            cfg, recipe = apply_recipe(cfg, corpus, entered)
-        if dp is not None:  # every rank trains rank 0's choice
-            cfg, recipe = dp.bcast((cfg, recipe))
-        rng = np.random.default_rng(cfg.seed)
-        shapes = M.lm_shapes(cfg.model, corpus.vocab.size)
-        M.require_memory(shapes, DTYPE, copies=2 + len(SLOTS[cfg.optim.optimizer]))
-        params = M.init_params(cfg.model, shapes, rng, DTYPE, biases="pytorch")
-        opt = Optimizer(cfg.optim, params)
-        progress = Progress()
-        name = os.path.splitext(os.path.basename(corpus_paths[0]))[0] if len(corpus_paths) == 1 else "corpus"
-        run_dir = checkpoint.new_run_dir(cfg.out_dir, f"{name}-{cfg.model.cell}") if dp is None or dp.root else None
-        if dp is not None:
-            run_dir = dp.bcast(run_dir)
-        carried, averaged = None, None
+        if isinstance(resume, str):
+            resume = read_lm_checkpoint(resume)
+        run, point = _resumed_run(cfg, corpus_paths, resume, dp, reporter)
+    cfg = run.cfg  # with the recipe's choices
+    data = _stream_data(run, corpus_paths, point)
+    reporter.start(_start_info(run, data))
+    started = entered if not run.resumed else time.perf_counter() - run.progress.seconds
+    loop = _Loop(started, next_eval=cfg.eval_every * (run.progress.step // cfg.eval_every + 1))
+    with _Interrupt() as interrupt:
+        _run_loop(run, data, loop, interrupt)
+        run.progress.seconds = time.perf_counter() - loop.started
+        if loop.window.steps or loop.last_eval is None:
+            loop.last_eval = _evaluate(run, data, loop)
+        else:
+            _save(run, data, "latest")
+    reporter.close()
+    if dp is not None:
+        dp.close()
+    return _result(run, data, loop)
 
-    mcfg = cfg.model
+
+def _fresh_run(cfg: TrainConfig, corpus_paths: list[str], entered: float, dp, reporter: Reporter) -> _Run:
+    """A new run: the corpus, the recipe's choices, freshly drawn weights and a new run folder."""
+    corpus = load_corpus(corpus_paths, cfg.on_decode_error, cache=True)
+    recipe = ()
+    if cfg.auto and len(corpus) >= 2 and (dp is None or dp.root):
+        cfg, recipe = apply_recipe(cfg, corpus, entered)
+    if dp is not None:  # every rank trains rank 0's choice
+        cfg, recipe = dp.bcast((cfg, recipe))
+    rng = np.random.default_rng(cfg.seed)
+    shapes = M.lm_shapes(cfg.model, corpus.vocab.size)
+    M.require_memory(shapes, DTYPE, copies=2 + len(SLOTS[cfg.optim.optimizer]))
+    params = M.init_params(cfg.model, shapes, rng, DTYPE, biases="pytorch")
+    opt = Optimizer(cfg.optim, params)
+    run_dir = new_run_dir(cfg.out_dir, corpus_paths, cfg.model.cell) if dp is None or dp.root else None
+    if dp is not None:
+        run_dir = dp.bcast(run_dir)
+    average = WeightAverage(cfg.ema, params) if cfg.ema else None
+    return _Run(cfg, corpus, params, average, opt, Progress(), rng, run_dir, dp, reporter, recipe)
+
+
+def _resumed_run(cfg: TrainConfig, corpus_paths: list[str], ckpt: LMCheckpoint, dp,
+                 reporter: Reporter) -> tuple[_Run, ResumePoint]:
+    """The run of a checkpoint, where it stopped, writing on into the checkpoint's folder."""
+    lm = ckpt.model()
+    corpus = load_corpus(corpus_paths, cfg.on_decode_error, vocab=lm.vocab, cache=True)
+    if len(corpus) != ckpt.corpus_chars:
+        reporter.warn(f"the corpus has {len(corpus)} characters, the checkpoint was trained on "
+                      f"{ckpt.corpus_chars}: the data position will not line up")
+    point = ckpt.resume_point(cfg, lm)
     # The weight average starts from the checkpoint's when it has one; a checkpoint written without
     # one counts as the average so far (its weights, folded into from the next step on).
-    average = WeightAverage(cfg.ema, params, averaged) if cfg.ema else None
-    weights = params if average is None else average.params  # what evaluation, previews and best.npz use
+    average = WeightAverage(cfg.ema, point.params, point.averaged) if cfg.ema else None
+    return _Run(cfg, corpus, point.params, average, point.opt, point.progress, point.rng, ckpt.run_dir,
+                dp, reporter, resumed=True), point
+
+
+def _stream_data(run: _Run, corpus_paths: list[str], point: ResumePoint | None) -> _Data:
+    """The training and validation parts of the text, the batch layout, the streams and their
+    carried state (a resumed run's where it fits the layout)."""
+    cfg, corpus, dp = run.cfg, run.corpus, run.dp
     n = len(corpus)
     if n < 2:
         raise CorpusError(f"{os.path.basename(corpus_paths[0])}: {n} character; a language model needs at "
@@ -203,182 +301,181 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: str | None = None,
         val_ids = val_ids[:0]
     B, T, notes = fit_batches(len(train_ids), cfg.batch_size, cfg.seq_len)
     for note in notes:
-        reporter.warn(note)
+        run.reporter.warn(note)
     if dp is not None:
         dp.check_corpus(corpus)
         dp.split(B)
-        dp.run_dir = run_dir
+        dp.run_dir = run.run_dir
     batches = StreamBatches(train_ids, B, T, StreamBatches.fit(len(train_ids), B, T, cfg.streams or B))
-    state = M.zero_state(mcfg, batches.S, DTYPE)  # every stream's carried state
-    if carried is not None and carried.shape == state.shape:
-        state = np.ascontiguousarray(carried, DTYPE)
+    state = M.zero_state(cfg.model, batches.S, DTYPE)
+    carried = point.hidden_for(state.shape) if point is not None else None
+    if carried is not None:
+        state = carried
     if batches.S > B:
-        order = arrays.get("state/order") if resume else None
-        if (order is not None and order.shape == (batches.rounds, batches.S)
-                and np.array_equal(np.sort(order, axis=1), np.broadcast_to(np.arange(batches.S), order.shape))):
-            batches.order = np.ascontiguousarray(order, np.int64)
+        order = point.order_for(batches.rounds, batches.S) if point is not None else None
+        if order is not None:
+            batches.order = order
         else:
-            batches.shuffle(rng)
-    grads = M.zeros_like_params(params)
-    work = M.Workspace(DTYPE)
-    latest = os.path.join(run_dir, "latest.npz")
-    best = os.path.join(run_dir, "best.npz")
+            batches.shuffle(run.rng)
+    return _Data(val_ids, B, T, batches, state, M.zeros_like_params(run.params), M.Workspace(DTYPE))
 
-    def save(path: str, which: str) -> None:
-        if dp is not None and not dp.root:
-            return
-        arrays = {f"param/{k}": v for k, v in weights.items()}
-        if average is not None:  # the trained weights, which a resumed run continues from
-            arrays.update({f"raw/{k}": v for k, v in params.items()})
-        arrays.update({f"opt/{k}": v for k, v in opt.state.items()})
-        arrays["state/hidden"] = state
-        if batches.order is not None:
-            arrays["state/order"] = batches.order.astype(np.float64)  # checkpoints hold floats only
-        checkpoint.save(path, arrays, {
-            "kind": "lm", "which": which, "model": vars(mcfg).copy(), "vocab": corpus.vocab.chars,
-            "config": config_dict(cfg), "corpus": [os.path.abspath(p) for p in corpus.paths],
-            "corpus_chars": n, "batch_size": B, "seq_len": T,
-            "progress": vars(progress).copy(), "optimizer_steps": opt.steps,
-            "rng": rng.bit_generator.state, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        })
 
-    reporter.start({"run_dir": run_dir, "params": count_params(params), "vocab": corpus.vocab.size,
-                    "train_chars": len(train_ids), "val_chars": len(val_ids), "batch_size": B,
-                    "seq_len": T, "chunks_per_epoch": batches.chunks, "resumed_at": progress.step,
-                    "total_steps": _planned_steps(cfg, batches.chunks), "recipe": list(recipe),
-                    "model": f"{mcfg.cell} {mcfg.num_layers}×{mcfg.hidden_size}, dropout {mcfg.dropout:g}",
-                    "schedule": _describe_schedule(cfg),
-                    "ema": f"weights averaged with decay {cfg.ema:g} (over about {1 / (1 - cfg.ema):.0f} steps)"
-                           if cfg.ema else "off"})
-    chars_per_step = B * T
-    window_loss, window_steps, window_time = 0.0, 0, 0.0
-    stop_reason = "epochs"
-    started = entered if not resume else time.perf_counter() - progress.seconds
+def _start_info(run: _Run, data: _Data) -> dict:
+    """What the reporter shows as the run starts."""
+    cfg, mcfg = run.cfg, run.cfg.model
+    return {"run_dir": run.run_dir, "params": count_params(run.params), "vocab": run.corpus.vocab.size,
+            "train_chars": len(data.batches.ids), "val_chars": len(data.val_ids), "batch_size": data.B,
+            "seq_len": data.T, "chunks_per_epoch": data.batches.chunks, "resumed_at": run.progress.step,
+            "total_steps": _planned_steps(cfg, data.batches.chunks), "recipe": list(run.recipe),
+            "model": f"{mcfg.cell} {mcfg.num_layers}×{mcfg.hidden_size}, dropout {mcfg.dropout:g}",
+            "schedule": _describe_schedule(cfg),
+            "ema": f"weights averaged with decay {cfg.ema:g} (over about {1 / (1 - cfg.ema):.0f} steps)"
+                   if cfg.ema else "off"}
 
-    def clock() -> float:
-        """Seconds since the start; under MPI rank 0's, as of the last step, so all ranks agree."""
-        return time.perf_counter() - started if dp is None else dp.elapsed
-    stale = 0  # evaluations since the best one (early stopping)
-    # seconds the last evaluation and checkpoint took: the time budget keeps that much for the
-    # final one, so the whole run ends within --max-time (single process; under MPI ranks differ)
-    eval_seconds = 0.0
 
-    def run_eval() -> Evaluation:
-        nonlocal window_loss, window_steps, window_time, eval_seconds
-        eval_started = time.perf_counter()
-        bad = [k for k, v in params.items() if not np.isfinite(v).all()]
-        if bad:  # an update overflowed: keep the last good checkpoint as it is
-            kept = f"the last good checkpoint is {latest}" if os.path.exists(latest) else "no checkpoint was written"
-            raise DivergedError(f"training diverged: parameters became NaN or infinite ({bad[0]}) by step "
-                                f"{progress.step}; {kept}; try a lower --lr or --clip")
-        val = evaluate(mcfg, weights, val_ids, B, T, cfg.eval_chars) if len(val_ids) else None
-        train_loss = window_loss / max(1, window_steps)
-        cps = chars_per_step * window_steps / window_time if window_time > 0 else 0.0
-        nonlocal stale
-        score = val if val is not None else train_loss
-        is_best = math.isfinite(score) and (progress.best_val is None or score < progress.best_val)
-        if is_best:
-            progress.best_val, progress.best_step = score, progress.step
-        stale = 0 if is_best else stale + 1
-        progress.history["val"].append([progress.step, val])
-        progress.history["train"].append([progress.step, train_loss])
-        progress.history.setdefault("time", []).append([progress.step, round(time.perf_counter() - started, 3)])
-        text = preview(mcfg, corpus.vocab, weights, 160, 0.8, seed=cfg.seed + progress.step)
-        save(latest, "latest")
-        if is_best:
-            save(best, "best")
-        window_loss, window_steps, window_time = 0.0, 0, 0.0
-        ev = Evaluation(progress.step, progress.epoch + progress.chunk / max(1, batches.chunks),
-                        train_loss, val, cps, text, is_best)
-        reporter.evaluate(ev)
-        eval_seconds = time.perf_counter() - eval_started
-        return ev
-
-    last_eval = None
-    next_eval = cfg.eval_every * (progress.step // cfg.eval_every + 1)  # the step of the next evaluation
-    with _Interrupt() as interrupt:
-        while not cfg.epochs or progress.epoch < cfg.epochs:
-            while progress.chunk < batches.chunks:
-                if cfg.max_steps and progress.step >= cfg.max_steps:
-                    stop_reason = "max-steps"
-                    break
-                if cfg.max_time and clock() + (eval_seconds if dp is None else 0.0) >= cfg.max_time:
-                    stop_reason = "max-time"
-                    break
-                t0 = time.perf_counter()
-                lr = lr_at(cfg.optim, progress.epoch, run_fraction(
-                    cfg, progress.step, progress.epoch + progress.chunk / batches.chunks, clock()))
-                inputs, targets = batches.chunk(progress.chunk)
-                rows = batches.rows(progress.chunk)
-                masks = M.dropout_masks(mcfg, T, B, rng, DTYPE)
-                for g in grads.values():
-                    g.fill(0)
-                if dp is None:
-                    loss, new_state = M.lm_loss_and_grads(mcfg, params, grads, inputs, targets,
-                                                          np.ascontiguousarray(state[:, :, rows]), work, masks)
-                else:  # this rank's share of the streams, then the mean over all ranks
-                    x, y, m = dp.part(inputs, targets, masks)
-                    loss, new_state = M.lm_loss_and_grads(mcfg, params, grads, x, y,
-                                                          np.ascontiguousarray(state[:, :, rows[dp.share]]), work, m)
-                    loss, new_state = dp.average(grads, loss, new_state, B, time.perf_counter() - started,
-                                                 interrupt.requested)
-                norm = clip_global_norm(grads, cfg.optim.clip)
-                if not (math.isfinite(loss) and math.isfinite(norm)):
-                    kept = f"the last good checkpoint is {latest}" if os.path.exists(latest) else "no checkpoint was written"
-                    raise DivergedError(f"loss became {loss if not math.isfinite(loss) else 'finite but the gradient ' + str(norm)} "
-                                        f"at step {progress.step + 1}; {kept}; try a lower --lr or --clip")
-                opt.step(params, grads, lr)
-                if average is not None:
-                    average.update(params, progress.step + 1)
-                if cfg.state_reset > 0:  # some streams start again from the empty state
-                    new_state[:, :, rng.random(B) < cfg.state_reset] = 0
-                state[:, :, rows] = new_state
-                progress.step += 1
-                progress.chunk += 1
-                dt = time.perf_counter() - t0
-                progress.seconds = time.perf_counter() - started
-                window_loss += loss
-                window_steps += 1
-                window_time += dt
-                progress.step_seconds += dt
-                reporter.step(progress.step, loss, chars_per_step / dt if dt > 0 else 0.0, lr)
-                if progress.step >= next_eval:
-                    step_seconds = window_time / max(1, window_steps)
-                    # Spacing from the second evaluation of this process on: the first may include
-                    # compiling the scoring and sampling kernels (a fresh cache), ~16 s that once spaced
-                    # a whole ten-minute run's evaluations 2,800 steps apart. Under MPI ranks must agree:
-                    # steps only.
-                    spaced = "eval_every" in cfg.auto and dp is None and last_eval is not None
-                    last_eval = run_eval()
-                    next_eval = progress.step + cfg.eval_every * (
-                        eval_stride(eval_seconds, step_seconds, cfg.eval_every) if spaced else 1)
-                    if cfg.patience and len(val_ids) and stale >= cfg.patience:
-                        stop_reason = "early-stop"
-                        break
-                if (interrupt.requested if dp is None else dp.stop):
-                    stop_reason = "interrupted"
-                    break
-            if stop_reason != "epochs":
+def _run_loop(run: _Run, data: _Data, loop: _Loop, interrupt: _Interrupt) -> None:
+    """Steps, evaluations and checkpoints until a limit, early stopping or Ctrl-C
+    (loop.stop_reason says which)."""
+    cfg, progress, batches, dp = run.cfg, run.progress, data.batches, run.dp
+    while not cfg.epochs or progress.epoch < cfg.epochs:
+        while progress.chunk < batches.chunks:
+            if cfg.max_steps and progress.step >= cfg.max_steps:
+                loop.stop_reason = "max-steps"
                 break
-            progress.epoch += 1
-            progress.chunk = 0
-            state = M.zero_state(mcfg, batches.S, DTYPE)  # a new pass starts from a clean state
-            batches.shuffle(rng)
-        progress.seconds = time.perf_counter() - started
-        if window_steps or last_eval is None:
-            last_eval = run_eval()
-        else:
-            save(latest, "latest")
-    reporter.close()
-    if dp is not None:
-        dp.close()
+            if cfg.max_time and loop.clock(dp) + (loop.eval_seconds if dp is None else 0.0) >= cfg.max_time:
+                loop.stop_reason = "max-time"
+                break
+            _step(run, data, loop, interrupt)
+            if progress.step >= loop.next_eval:
+                step_seconds = loop.window.seconds / max(1, loop.window.steps)
+                # Spacing from the second evaluation of this process on: the first may include
+                # compiling the scoring and sampling kernels (a fresh cache), ~16 s that once spaced
+                # a whole ten-minute run's evaluations 2,800 steps apart. Under MPI ranks must agree:
+                # steps only.
+                spaced = "eval_every" in cfg.auto and dp is None and loop.last_eval is not None
+                loop.last_eval = _evaluate(run, data, loop)
+                loop.next_eval = progress.step + cfg.eval_every * (
+                    eval_stride(loop.eval_seconds, step_seconds, cfg.eval_every) if spaced else 1)
+                if cfg.patience and len(data.val_ids) and loop.stale >= cfg.patience:
+                    loop.stop_reason = "early-stop"
+                    break
+            if (interrupt.requested if dp is None else dp.stop):
+                loop.stop_reason = "interrupted"
+                break
+        if loop.stop_reason != "epochs":
+            break
+        progress.epoch += 1
+        progress.chunk = 0
+        data.state = M.zero_state(cfg.model, batches.S, DTYPE)  # a new pass starts from a clean state
+        batches.shuffle(run.rng)
+
+
+def _step(run: _Run, data: _Data, loop: _Loop, interrupt: _Interrupt) -> None:
+    """One training step on the next chunk: the update, the carried state, the counters."""
+    cfg, mcfg, progress, batches, dp = run.cfg, run.cfg.model, run.progress, data.batches, run.dp
+    B, T = data.B, data.T
+    t0 = time.perf_counter()
+    lr = lr_at(cfg.optim, progress.epoch, run_fraction(
+        cfg, progress.step, progress.epoch + progress.chunk / batches.chunks, loop.clock(dp)))
+    inputs, targets = batches.chunk(progress.chunk)
+    rows = batches.rows(progress.chunk)
+    masks = M.dropout_masks(mcfg, T, B, run.rng, DTYPE)
+    if dp is None:
+        reduce = None
+
+        def loss_and_grads(grads):
+            return M.lm_loss_and_grads(mcfg, run.params, grads, inputs, targets,
+                                       np.ascontiguousarray(data.state[:, :, rows]), data.work, masks)
+    else:  # this rank's share of the streams, then the mean over all ranks
+        x, y, m = dp.part(inputs, targets, masks)
+
+        def loss_and_grads(grads):
+            return M.lm_loss_and_grads(mcfg, run.params, grads, x, y,
+                                       np.ascontiguousarray(data.state[:, :, rows[dp.share]]), data.work, m)
+
+        def reduce(grads, loss, new_state):
+            return dp.average(grads, loss, new_state, B, time.perf_counter() - loop.started, interrupt.requested)
+    loss, norm, new_state = train_step(run.params, data.grads, run.opt, lr, cfg.optim.clip, loss_and_grads, reduce)
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        raise DivergedError(f"loss became {loss if not math.isfinite(loss) else 'finite but the gradient ' + str(norm)} "
+                            f"at step {progress.step + 1}; {_kept(run)}; try a lower --lr or --clip")
+    if run.average is not None:
+        run.average.update(run.params, progress.step + 1)
+    if cfg.state_reset > 0:  # some streams start again from the empty state
+        new_state[:, :, run.rng.random(B) < cfg.state_reset] = 0
+    data.state[:, :, rows] = new_state
+    progress.step += 1
+    progress.chunk += 1
+    dt = time.perf_counter() - t0
+    progress.seconds = time.perf_counter() - loop.started
+    loop.window.loss += loss
+    loop.window.steps += 1
+    loop.window.seconds += dt
+    progress.step_seconds += dt
+    run.reporter.step(progress.step, loss, B * T / dt if dt > 0 else 0.0, lr)
+
+
+def _evaluate(run: _Run, data: _Data, loop: _Loop) -> Evaluation:
+    """Validation loss, history, a preview and the checkpoints (best.npz when it is the best);
+    starts the next window of steps."""
+    eval_started = time.perf_counter()
+    cfg, progress = run.cfg, run.progress
+    bad = [k for k, v in run.params.items() if not np.isfinite(v).all()]
+    if bad:  # an update overflowed: keep the last good checkpoint as it is
+        raise DivergedError(f"training diverged: parameters became NaN or infinite ({bad[0]}) by step "
+                            f"{progress.step}; {_kept(run)}; try a lower --lr or --clip")
+    weights = run.weights
+    val = evaluate_split(cfg.model, weights, data.val_ids, data.B, data.T, cfg.eval_chars) if len(data.val_ids) else None
+    window = loop.window
+    train_loss = window.loss / max(1, window.steps)
+    cps = data.B * data.T * window.steps / window.seconds if window.seconds > 0 else 0.0
+    score = val if val is not None else train_loss
+    is_best = math.isfinite(score) and (progress.best_val is None or score < progress.best_val)
+    if is_best:
+        progress.best_val, progress.best_step = score, progress.step
+    loop.stale = 0 if is_best else loop.stale + 1
+    progress.history["val"].append([progress.step, val])
+    progress.history["train"].append([progress.step, train_loss])
+    progress.history.setdefault("time", []).append([progress.step, round(time.perf_counter() - loop.started, 3)])
+    text = preview(cfg.model, run.corpus.vocab, weights, 160, 0.8, seed=cfg.seed + progress.step)
+    _save(run, data, "latest")
+    if is_best:
+        _save(run, data, "best")
+    loop.window = _Window()
+    ev = Evaluation(progress.step, progress.epoch + progress.chunk / max(1, data.batches.chunks),
+                    train_loss, val, cps, text, is_best)
+    run.reporter.evaluate(ev)
+    loop.eval_seconds = time.perf_counter() - eval_started
+    return ev
+
+
+def _save(run: _Run, data: _Data, which: str) -> None:
+    """latest.npz or best.npz of the run folder (rank 0 alone writes)."""
+    if not run.root:
+        return
+    latest, best = run_files(run.run_dir)
+    save_lm_checkpoint(latest if which == "latest" else best, which, cfg=run.cfg, corpus=run.corpus,
+                       batch_size=data.B, seq_len=data.T, weights=run.weights,
+                       raw=run.params if run.average is not None else None, opt=run.opt, hidden=data.state,
+                       order=data.batches.order, progress=run.progress, rng=run.rng)
+
+
+def _kept(run: _Run) -> str:
+    """What a divergence leaves behind."""
+    latest, _ = run_files(run.run_dir)
+    return f"the last good checkpoint is {latest}" if os.path.exists(latest) else "no checkpoint was written"
+
+
+def _result(run: _Run, data: _Data, loop: _Loop) -> TrainResult:
+    progress = run.progress
+    latest, best = run_files(run.run_dir)
     hist = progress.history["train"]
     return TrainResult(
-        run_dir=run_dir, latest=latest, best=best, steps=progress.step,
-        epoch=progress.epoch + progress.chunk / max(1, batches.chunks), best_val=progress.best_val,
-        last_val=last_eval.val_loss, train_loss=hist[-1][1] if hist else float("nan"),
-        chars_per_sec=_mean_speed(progress, chars_per_step), seconds=progress.seconds,
-        stop_reason=stop_reason, history=progress.history, rank=0 if dp is None else dp.rank)
+        run_dir=run.run_dir, latest=latest, best=best, steps=progress.step,
+        epoch=progress.epoch + progress.chunk / max(1, data.batches.chunks), best_val=progress.best_val,
+        last_val=loop.last_eval.val_loss, train_loss=hist[-1][1] if hist else float("nan"),
+        chars_per_sec=_mean_speed(progress, data.B * data.T), seconds=progress.seconds,
+        stop_reason=loop.stop_reason, history=progress.history, rank=0 if run.dp is None else run.dp.rank)
 
 
 def _data_parallel():

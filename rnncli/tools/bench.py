@@ -4,9 +4,9 @@ runs side by side with PyTorch.
 
 What is measured
 * Training chars/s = B·T characters per step / seconds per step. A step is what `rnn train` does
-  with one chunk: zero the gradients, forward + BPTT (model.lm_loss_and_grads), global-norm
-  clipping (optim.clip_global_norm), an Adam update (optim.Optimizer); float32; the hidden state
-  carried from chunk to chunk. The tokens are random ids of a 65-character vocabulary (tiny
+  with one chunk, the engine's one training step (step.train_step): zero the gradients, forward +
+  BPTT (model.lm_loss_and_grads), global-norm clipping, an Adam update (optim.Optimizer);
+  float32; the hidden state carried from chunk to chunk. The tokens are random ids of a 65-character vocabulary (tiny
   Shakespeare's): the work of a step does not depend on their values.
 * Sampling chars/s = characters / seconds of sample.Generator.stream_batch, temperature 1,
   decoding included (what `rnn sample` does per character), for a batch of samples drawn
@@ -46,7 +46,8 @@ from rnncli.engine.flops import sample_flops, train_flops
 from rnncli.engine.kernels import linear as k_lin
 from rnncli.engine.kernels import memory as k_mem
 from rnncli.engine.model import DTYPE
-from rnncli.engine.optim import Optimizer, clip_global_norm
+from rnncli.engine.optim import Optimizer
+from rnncli.engine.step import train_step
 from rnncli.errors import ConfigError
 from rnncli.lm.sample import Generator, LanguageModel
 
@@ -230,12 +231,9 @@ class TrainingRun:
         """One training step on the next chunk; returns its loss (nats/char, before the update)."""
         inputs, targets = self.data[self.position % len(self.data)]
         self.position += 1
-        for g in self.grads.values():
-            g.fill(0)
-        loss, self.state = M.lm_loss_and_grads(self.cfg, self.params, self.grads, inputs, targets,
-                                               self.state, self.work)
-        clip_global_norm(self.grads, self.optim.clip)
-        self.opt.step(self.params, self.grads, self.optim.lr)
+        loss, _, self.state = train_step(
+            self.params, self.grads, self.opt, self.optim.lr, self.optim.clip,
+            lambda grads: M.lm_loss_and_grads(self.cfg, self.params, grads, inputs, targets, self.state, self.work))
         return loss
 
     def run(self, steps: int) -> float:
@@ -388,12 +386,10 @@ class ClassifyRun:
 
     def train_step(self, b: ClassifyBatch) -> float:
         """One training step on a batch; returns its loss (mean nats per text, before the update)."""
-        for g in self.grads.values():
-            g.fill(0)
-        loss = C.loss_and_grads(self.cfg, self.params, self.grads, b.ids, b.rev, b.lengths, b.targets,
-                                b.weights, self.work)
-        clip_global_norm(self.grads, self.optim.clip)
-        self.opt.step(self.params, self.grads, self.optim.lr)
+        loss, _, _ = train_step(
+            self.params, self.grads, self.opt, self.optim.lr, self.optim.clip,
+            lambda grads: (C.loss_and_grads(self.cfg, self.params, grads, b.ids, b.rev, b.lengths, b.targets,
+                                            b.weights, self.work), None))
         return loss
 
     def logits(self, b: ClassifyBatch) -> np.ndarray:

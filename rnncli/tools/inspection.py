@@ -420,11 +420,12 @@ def _passage(lm, meta: dict, text_path: str | None, chars: int) -> Passage:
             raise CorpusError(f"{os.path.basename(text_path)}: fewer than 2 characters the model knows; "
                               f"give a text in the model's alphabet")
         return Passage(kept[:chars], os.path.basename(text_path), len(raw) - len(kept))
-    paths = meta.get("corpus")
+    from rnncli.lm.checkpoint import recorded_corpus
+
+    paths = recorded_corpus(meta)
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     fraction = config.get("val_fraction", 0.05)
-    if (isinstance(paths, list) and paths and all(isinstance(p, str) and os.path.isfile(p) for p in paths)
-            and isinstance(fraction, (int, float))):
+    if paths and all(os.path.isfile(p) for p in paths) and isinstance(fraction, (int, float)):
         try:
             text = "".join(read_text(p) for p in paths)
         except CorpusError:
@@ -456,16 +457,18 @@ def inspect_run(run: str | None, out_dir: str = "runs", text_path: str | None = 
     Its products are small (one sequence, or 16 windows): one BLAS thread is the fastest."""
     blas.set_threads(1)
     files = resolve_run(run, out_dir)
-    _, meta = checkpoint.load(files.model)
+    arrays, meta = checkpoint.load(files.model)  # either kind: the report covers both
     if meta.get("kind") == "classifier":
         return inspect_classifier(files)
-    from rnncli.lm.sample import load_lm
+    from rnncli.lm.checkpoint import LMCheckpoint, read_lm_checkpoint
 
-    lm = load_lm(files.model)
+    # another kind is refused by the reader, whose message names it
+    ckpt = LMCheckpoint(files.model, arrays, meta) if meta.get("kind") == "lm" else read_lm_checkpoint(files.model)
+    lm = ckpt.model()
     hist_meta = meta
     if files.history != files.model:
         try:
-            _, hist_meta = checkpoint.load(files.history, kind="lm")
+            hist_meta = read_lm_checkpoint(files.history).meta
         except CheckpointError:
             hist_meta = meta
     passage = _passage(lm, lm.meta, text_path, chars)
@@ -520,7 +523,7 @@ def inspect_gradients(cells: tuple, hidden_size: int, num_layers: int, embedding
 def inspect_run_gradients(run: str | None, out_dir: str, cells: tuple, steps: int = 100, seed: int = 0) -> GradientsOnly:
     """The trained language model of a run beside fresh models of its size, on its own text."""
     blas.set_threads(1)
-    from rnncli.lm.sample import load_lm
+    from rnncli.lm.checkpoint import load_lm
 
     files = resolve_run(run, out_dir)
     lm = load_lm(files.model)

@@ -231,14 +231,14 @@ def _files(base: str) -> dict:
 def read_result(base: str, name: str, status: str) -> dict:
     """A trial's numbers as its latest checkpoint records them: best validation loss, steps,
     chars/s (steps · B · T / time inside steps), wall time and the loss history."""
-    from rnncli.engine import npz as checkpoint
+    from rnncli.lm.checkpoint import read_lm_checkpoint
 
     result = {"name": name, "status": status, "best_val": None, "steps": 0, "chars_per_sec": 0.0,
               "seconds": 0.0, "history": {}, "run": None}
     latest = _latest(base)
     if latest is None:
         return result
-    _, meta = checkpoint.load(os.path.join(base, latest), kind="lm")
+    meta = read_lm_checkpoint(os.path.join(base, latest)).meta
     p = meta.get("progress", {})
     steps = int(p.get("step", 0))
     chars = steps * int(meta.get("batch_size", 0)) * int(meta.get("seq_len", 0))

@@ -125,6 +125,49 @@ def test_training_run_carries_the_state():
     assert not np.array_equal(run.state, carried)
 
 
+def _steps_by_hand(run, loss_and_grads, n: int) -> None:
+    """n steps of what `rnn train` does, written out: zero, loss and gradients, clip, update."""
+    from rnncli.engine.optim import clip_global_norm
+
+    for _ in range(n):
+        for g in run.grads.values():
+            g.fill(0)
+        loss_and_grads(run)
+        clip_global_norm(run.grads, run.optim.clip)
+        run.opt.step(run.params, run.grads, run.optim.lr)
+
+
+def test_a_timed_step_is_the_training_step():
+    """The steps the benchmark times change the weights exactly as zero, loss, clip, update do."""
+    from rnncli.classify import model as CM
+    from rnncli.config import OptimConfig
+    from rnncli.engine import model as M
+
+    optim = OptimConfig(clip=0.01)  # small enough to clip every step
+    timed, by_hand = bench.TrainingRun(TINY, optim=optim), bench.TrainingRun(TINY, optim=optim)
+    for _ in range(3):
+        timed.step()
+
+    def lm(run):
+        inputs, targets = run.data[run.position % len(run.data)]
+        run.position += 1
+        _, run.state = M.lm_loss_and_grads(run.cfg, run.params, run.grads, inputs, targets, run.state, run.work)
+
+    _steps_by_hand(by_hand, lm, 3)
+    assert all(np.array_equal(timed.params[k], by_hand.params[k]) for k in timed.params)
+    timed, by_hand = bench.ClassifyRun(CLS, optim=optim), bench.ClassifyRun(CLS, optim=optim)
+    for b in timed.batches[:3]:
+        timed.train_step(b)
+    batches = iter(by_hand.batches[:3])
+
+    def cls(run):
+        b = next(batches)
+        CM.loss_and_grads(run.cfg, run.params, run.grads, b.ids, b.rev, b.lengths, b.targets, b.weights, run.work)
+
+    _steps_by_hand(by_hand, cls, 3)
+    assert all(np.array_equal(timed.params[k], by_hand.params[k]) for k in timed.params)
+
+
 def test_default_configs_cover_training_and_sampling():
     cases = bench.default_configs()
     assert len({c.name for c in cases}) == len(cases)

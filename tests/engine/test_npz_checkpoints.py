@@ -3,8 +3,11 @@
 Each refusal is a CheckpointError whose message names the file.
 """
 
+import io
 import json
 import os
+import stat
+import zipfile
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from rnncli.engine import npz as checkpoint
 from rnncli.engine import model as M
 from rnncli.lm import sample
 from rnncli.config import ModelConfig
-from rnncli.errors import CheckpointError
+from rnncli.errors import CheckpointError, TargetError
 
 
 def some_arrays(rng) -> dict:
@@ -22,7 +25,7 @@ def some_arrays(rng) -> dict:
         "param/b_y": rng.standard_normal(5).astype(np.float32),
         "opt/m/l0.W_hh": rng.standard_normal((8, 4)).astype(np.float32),
         "state/hidden": rng.standard_normal((1, 2, 3, 4)).astype(np.float64),
-        "ids": np.arange(7, dtype=np.int32),
+        "ngram/ids": np.arange(7, dtype=np.int32),  # integers: allowed outside the float groups
     }
 
 
@@ -74,10 +77,10 @@ def test_plain_numpy_reads_a_checkpoint(tmp_path, rng):
 
 def test_save_replaces_an_existing_file(tmp_path, rng):
     path = str(tmp_path / "latest.npz")
-    checkpoint.save(path, {"x": np.zeros(3)}, {"kind": "lm", "n": 1})
-    checkpoint.save(path, {"x": np.ones(4)}, {"kind": "lm", "n": 2})
+    checkpoint.save(path, {"param/x": np.zeros(3)}, {"kind": "lm", "n": 1})
+    checkpoint.save(path, {"param/x": np.ones(4)}, {"kind": "lm", "n": 2})
     arrays, meta = checkpoint.load(path)
-    np.testing.assert_array_equal(arrays["x"], np.ones(4))
+    np.testing.assert_array_equal(arrays["param/x"], np.ones(4))
     assert meta["n"] == 2
     assert os.listdir(tmp_path) == ["latest.npz"]
 
@@ -105,17 +108,17 @@ def test_failed_save_leaves_the_old_file_untouched(tmp_path, rng, monkeypatch):
 
 def test_interrupted_save_removes_its_temp_file(tmp_path, monkeypatch):
     path = str(tmp_path / "latest.npz")
-    checkpoint.save(path, {"x": np.zeros(2)}, {"kind": "lm"})
+    checkpoint.save(path, {"param/x": np.zeros(2)}, {"kind": "lm"})
 
     def interrupted(f, **arrays):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint.np, "savez", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(path, {"x": np.ones(2)}, {"kind": "lm"})
+        checkpoint.save(path, {"param/x": np.ones(2)}, {"kind": "lm"})
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["latest.npz"]
-    np.testing.assert_array_equal(checkpoint.load(path)[0]["x"], np.zeros(2))
+    np.testing.assert_array_equal(checkpoint.load(path)[0]["param/x"], np.zeros(2))
 
 
 # ---------------------------------------------------------------- pickle is refused, and never runs
@@ -132,16 +135,16 @@ class Trap:
 
 def test_the_trap_would_fire_if_pickle_were_allowed(tmp_path):
     marker = tmp_path / "pwned"
-    path = raw_npz(tmp_path / "evil.npz", meta=meta_array(), x=np.array([Trap(marker)], dtype=object))
+    path = raw_npz(tmp_path / "evil.npz", meta=meta_array(), **{"param/x": np.array([Trap(marker)], dtype=object)})
     assert not marker.exists()  # saving does not fire it
     with np.load(path, allow_pickle=True) as npz:
-        npz["x"]
+        npz["param/x"]
     assert marker.exists()
 
 
 def test_pickled_objects_are_refused_and_never_run(tmp_path):
     marker = tmp_path / "pwned"
-    path = raw_npz(tmp_path / "evil.npz", meta=meta_array(), x=np.array([Trap(marker)], dtype=object))
+    path = raw_npz(tmp_path / "evil.npz", meta=meta_array(), **{"param/x": np.array([Trap(marker)], dtype=object)})
     message = refused(path)
     assert "pickle" in message
     assert not marker.exists()
@@ -178,7 +181,7 @@ def test_truncated_anywhere(tmp_path, rng, cut):
 
 def test_corrupted_member(tmp_path, rng):
     """A flipped byte inside a stored array fails the zip CRC check at load, not later."""
-    arrays = {"x": np.arange(4000, dtype=np.float32)}
+    arrays = {"param/x": np.arange(4000, dtype=np.float32)}
     path = checkpoint.save(str(tmp_path / "c.npz"), arrays, META)
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF
@@ -233,12 +236,12 @@ def test_not_ours(tmp_path, meta):
 
 @pytest.mark.parametrize("version", [2, 0, "1", None])
 def test_wrong_version(tmp_path, version):
-    path = checkpoint.save(str(tmp_path / "future.npz"), {"x": np.zeros(2)}, {"kind": "lm", "version": version})
+    path = checkpoint.save(str(tmp_path / "future.npz"), {"param/x": np.zeros(2)}, {"kind": "lm", "version": version})
     assert repr(version) in refused(path)
 
 
 def test_kind_mismatch(tmp_path):
-    path = checkpoint.save(str(tmp_path / "clf.npz"), {"x": np.zeros(2)}, {"kind": "classifier"})
+    path = checkpoint.save(str(tmp_path / "clf.npz"), {"param/x": np.zeros(2)}, {"kind": "classifier"})
     message = refused(path, kind="lm")
     assert "classifier" in message and "language-model" in message
     checkpoint.load(path, kind="classifier")
@@ -306,3 +309,56 @@ def test_load_lm_refuses_bad_metadata(tmp_path, meta):
     with pytest.raises(CheckpointError) as info:
         sample.load_lm(path)
     assert "meta.npz" in str(info.value)
+
+
+def _npy_bytes(a) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _meta_member() -> bytes:
+    return _npy_bytes(np.array(json.dumps({"format": "rnncli", "version": 1, "kind": "lm"})))
+
+
+def test_many_small_bombs_are_one_big_one(tmp_path):
+    """Each compressed member alone stays under the per-file floor, but together they would
+    expand to 8 x 40 MiB: the bound is on all compressed members at once."""
+    path = tmp_path / "bombs.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("meta.npy", _meta_member())
+        for i in range(8):
+            zf.writestr(f"param/w{i}.npy", _npy_bytes(np.zeros((40 << 20) // 4, np.float32)))
+    assert os.path.getsize(path) < 2 << 20
+    with pytest.raises(CheckpointError, match="zip bomb"):
+        checkpoint.load(str(path))
+
+
+@pytest.mark.parametrize("member", ["extra.npy", "junk/x.npy", "param/.npy", "params/w.npy"])
+def test_entries_outside_the_layout_are_refused_before_reading(tmp_path, member):
+    path = tmp_path / "odd.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("meta.npy", _meta_member())
+        zf.writestr(member, _npy_bytes(np.zeros(4, np.float32)))
+    with pytest.raises(CheckpointError, match="unexpected entry"):
+        checkpoint.load(str(path))
+
+
+@pytest.mark.parametrize("target", ["device", "fifo", "dir"])
+def test_a_checkpoint_never_replaces_what_is_not_a_regular_file(tmp_path, target, rng):
+    if target == "device":  # a null device of our own, not the system's /dev/null
+        if os.geteuid() != 0:
+            pytest.skip("making a device node needs root")
+        target = str(tmp_path / "null")
+        os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    elif target == "fifo":
+        target = str(tmp_path / "fifo")
+        os.mkfifo(target)
+    elif target == "dir":
+        target = str(tmp_path / "dir")
+        os.mkdir(target)
+    before = os.stat(target)
+    with pytest.raises(TargetError, match="regular file"):
+        checkpoint.save(target, some_arrays(rng), META)
+    after = os.stat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)

@@ -8,7 +8,9 @@ import os
 import numpy as np
 import pytest
 
+from rnncli.engine import npz
 from rnncli.lm import train as TR
+from rnncli.lm.checkpoint import read_lm_checkpoint
 from rnncli.config import ModelConfig, OptimConfig, TrainConfig
 from rnncli.errors import ConfigError
 from rnncli.lm import recipe as RC
@@ -79,7 +81,7 @@ def test_a_run_needs_some_limit():
 
 def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path, corpus_file, monkeypatch):
     scores = iter([3.0, 2.0, 2.5, 2.4, 2.1, 1.0, 0.5])  # best at the 2nd evaluation, then 3 worse
-    monkeypatch.setattr(TR, "evaluate", lambda *a, **k: next(scores))
+    monkeypatch.setattr(TR, "evaluate_split", lambda *a, **k: next(scores))
     result = TR.train(tiny_cfg(tmp_path, max_steps=100, patience=3), [corpus_file])
     assert result.stop_reason == "early-stop"
     assert result.steps == 5 * 3  # five evaluations, every 3 steps
@@ -89,7 +91,7 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path,
 
 def test_patience_zero_never_stops_early(tmp_path, corpus_file, monkeypatch):
     scores = iter([1.0] + [2.0] * 50)
-    monkeypatch.setattr(TR, "evaluate", lambda *a, **k: next(scores))
+    monkeypatch.setattr(TR, "evaluate_split", lambda *a, **k: next(scores))
     result = TR.train(tiny_cfg(tmp_path, max_steps=12, patience=0), [corpus_file])
     assert result.stop_reason == "max-steps" and result.steps == 12
 
@@ -173,7 +175,7 @@ def train_seeing_recipe(cfg: TrainConfig, paths: list) -> tuple:
 def test_train_with_auto_reports_its_choice_and_keeps_the_rest(tmp_path, corpus_file):
     result, reasons = train_seeing_recipe(tiny_cfg(tmp_path, max_steps=3, auto=("dropout",)), [corpus_file])
     assert any(r.startswith("dropout") for r in reasons)
-    meta = TR.checkpoint.load(result.latest)[1]
+    meta = npz.load(result.latest)[1]
     assert meta["model"]["hidden_size"] == 8  # not in auto: as given
     assert meta["config"]["model"]["dropout"] == meta["model"]["dropout"]
 
@@ -218,7 +220,7 @@ def test_stream_plan_fit_keeps_streams_a_multiple_of_the_batch_and_long_enough()
 def final_state(tmp_path, corpus_file, reset: float, name: str) -> np.ndarray:
     cfg = tiny_cfg(tmp_path / name, max_steps=6, state_reset=reset, batch_size=4, eval_every=100)
     result = TR.train(cfg, [corpus_file])
-    return TR.checkpoint.load(result.latest)[0]["state/hidden"]
+    return npz.load(result.latest)[0]["state/hidden"]
 
 
 def test_state_reset_zeroes_streams_and_zero_chance_never_does(tmp_path, corpus_file):
@@ -235,9 +237,9 @@ def test_resume_with_shuffled_streams_equals_the_straight_run(tmp_path, corpus_f
 
     straight = TR.train(cfg("a", 9), [corpus_file])
     first = TR.train(cfg("b", 4), [corpus_file])
-    again = TR.train(cfg("b", 9), [corpus_file], resume=first.latest)
-    a = TR.checkpoint.load(straight.latest)[0]
-    b = TR.checkpoint.load(again.latest)[0]
+    again = TR.train(cfg("b", 9), [corpus_file], resume=read_lm_checkpoint(first.latest))
+    a = npz.load(straight.latest)[0]
+    b = npz.load(again.latest)[0]
     assert "state/order" in a and a["state/hidden"].shape[2] == 8
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-7, err_msg=key)
@@ -256,7 +258,7 @@ def test_cli_explicit_options_win_over_the_recipe(tmp_path, corpus_file):
                                     catch_exceptions=False)
         assert result.exit_code == 0, result.stderr
         path = result.stdout.split("\t")[0]
-        return result.stderr, TR.checkpoint.load(path)[1]
+        return result.stderr, npz.load(path)[1]
 
     stderr, meta = run(out="a")
     assert "chosen: dropout" in stderr and "chosen: model" not in stderr  # size given, dropout not
@@ -275,7 +277,7 @@ def test_time_budget_keeps_room_for_the_last_evaluation(tmp_path, corpus_file, m
         time.sleep(0.4)
         return 1.0
 
-    monkeypatch.setattr(TR, "evaluate", slow_evaluate)
+    monkeypatch.setattr(TR, "evaluate_split", slow_evaluate)
     TR.train(tiny_cfg(tmp_path / "warm", max_steps=2), [corpus_file])  # kernels compiled and loaded
     t0 = time.perf_counter()
     result = TR.train(tiny_cfg(tmp_path, max_time=2.0, eval_every=1, patience=0), [corpus_file])
@@ -304,7 +306,7 @@ def test_train_chooses_the_cell_only_when_left_to_it(tmp_path):
     chosen = {}
     for auto in (("cell", "lr"), ("cell",), ()):
         result, reasons = train_seeing_recipe(tiny_cfg(tmp_path, max_steps=1, auto=auto), [str(path)])
-        meta = TR.checkpoint.load(result.latest)[1]
+        meta = npz.load(result.latest)[1]
         chosen[auto] = (meta["model"]["cell"], meta["config"]["optim"]["lr"])
         if auto:
             assert any(r.startswith("cell gru") for r in reasons)
@@ -322,7 +324,7 @@ def test_weight_decay_is_chosen_for_adam_only_when_left_to_the_recipe(tmp_path, 
         cfg = tiny_cfg(tmp_path / f"{optimizer}{len(auto)}{given}", max_steps=1, auto=auto,
                        optim=OptimConfig(optimizer=optimizer, weight_decay=given))
         result, reasons = train_seeing_recipe(cfg, [corpus_file])
-        decay = chosen[optimizer, auto, given] = TR.checkpoint.load(result.latest)[1]["config"]["optim"]["weight_decay"]
+        decay = chosen[optimizer, auto, given] = npz.load(result.latest)[1]["config"]["optim"]["weight_decay"]
         assert any(r.startswith("weight decay") for r in reasons) == (decay > 0 and bool(auto))
     assert chosen["adam", ("weight_decay",), 0.0] == LM_WEIGHT_DECAY > 0
     assert chosen["adam", (), 0.0] == 0.0  # --weight-decay 0 given: kept
@@ -345,7 +347,7 @@ def test_slow_evaluations_are_spaced_out_only_when_left_to_the_run(tmp_path, cor
         time.sleep(0.05)  # far over 4% of a tiny model's few milliseconds of steps
         return 2.0
 
-    monkeypatch.setattr(TR, "evaluate", slow_evaluate)
+    monkeypatch.setattr(TR, "evaluate_split", slow_evaluate)
     steps = {}
     for auto in (("eval_every",), ()):
         result = TR.train(tiny_cfg(tmp_path / str(len(auto)), max_steps=12, patience=0, auto=auto), [corpus_file])
@@ -375,7 +377,7 @@ def test_a_slow_first_evaluation_alone_does_not_space_them_out(tmp_path, corpus_
         time.sleep(0.05)
         return real_step(*a, **k)
 
-    monkeypatch.setattr(TR, "evaluate", first_slow)
+    monkeypatch.setattr(TR, "evaluate_split", first_slow)
     monkeypatch.setattr(TR.M, "lm_loss_and_grads", slow_step)
     monkeypatch.setattr(TR, "EVAL_SHARE", 1.0)
     result = TR.train(tiny_cfg(tmp_path, max_steps=12, patience=0, auto=("eval_every",)), [corpus_file])

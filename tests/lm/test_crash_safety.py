@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from rnncli.engine import npz as checkpoint
-from rnncli.lm import sample as core_sample
+from rnncli.lm.checkpoint import load_lm
 from rnncli.cli import main
 from rnncli.errors import CheckpointError
 
@@ -55,9 +55,9 @@ def assert_run_dir_is_sound(run_dir) -> int:
     assert names - {"latest.npz", "best.npz"} == set(temp_files(run_dir)), names
     for tmp in temp_files(run_dir):
         assert tmp.endswith(".npz")
-    step = core_sample.load_lm(os.path.join(run_dir, "latest.npz")).meta["progress"]["step"]
+    step = load_lm(os.path.join(run_dir, "latest.npz")).meta["progress"]["step"]
     if "best.npz" in names:
-        core_sample.load_lm(os.path.join(run_dir, "best.npz"))
+        load_lm(os.path.join(run_dir, "best.npz"))
     return step
 
 
@@ -127,7 +127,7 @@ def dead_pid() -> int:
 
 def test_a_save_removes_temp_files_of_dead_processes_only(tmp_path):
     path = str(tmp_path / "latest.npz")
-    checkpoint.save(path, {"x": np.zeros(2)}, {"kind": "lm"})
+    checkpoint.save(path, {"param/x": np.zeros(2)}, {"kind": "lm"})
     dead = tmp_path / f".tmp-{dead_pid()}-abc123.npz"
     dead.write_bytes(b"PK\x03\x04 half a checkpoint")
     mine = tmp_path / f".tmp-{os.getpid()}-def456.npz"  # a save still in progress (this process)
@@ -135,10 +135,10 @@ def test_a_save_removes_temp_files_of_dead_processes_only(tmp_path):
     other = tmp_path / ".tmp-notes.npz"  # not named by a pid: not ours to judge
     other.write_bytes(b"")
     checkpoint.load(path)  # loading ignores them
-    checkpoint.save(path, {"x": np.ones(2)}, {"kind": "lm"})
+    checkpoint.save(path, {"param/x": np.ones(2)}, {"kind": "lm"})
     assert not dead.exists()
     assert mine.exists() and other.exists()
-    np.testing.assert_array_equal(checkpoint.load(path)[0]["x"], np.ones(2))
+    np.testing.assert_array_equal(checkpoint.load(path)[0]["param/x"], np.ones(2))
 
 
 def test_temp_files_never_confuse_sample_or_resume(tmp_path, tiny_corpus):
@@ -173,7 +173,7 @@ def test_a_missing_output_directory_is_created(corpus, tmp_path):
     result = train(corpus, out)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith(str(out))
-    core_sample.load_lm(result.stdout.split("\t")[0])
+    load_lm(result.stdout.split("\t")[0])
 
 
 def test_an_output_directory_under_a_file(corpus, tmp_path):
@@ -238,7 +238,7 @@ def test_disk_full_at_save_time(corpus, tmp_path, monkeypatch, fail_at):
     assert temp_files(run_dir) == []
     for name, data in previous.items():
         assert open(os.path.join(run_dir, name), "rb").read() == data, name
-        core_sample.load_lm(os.path.join(run_dir, name))
+        load_lm(os.path.join(run_dir, name))
 
 
 def test_fsync_failure_is_a_failed_save(corpus, tmp_path, monkeypatch):

@@ -425,7 +425,7 @@ def test_metrics_from_the_definitions():
     y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 0])
     y_pred = np.array([0, 1, 0, 1, 0, 2, 1, 2, 2, 0])
     K = 3
-    m = C.metrics(y_true, y_pred, K)
+    m = C.score_predictions(y_true, y_pred, K)
     confusion = [[sum(1 for t, p in zip(y_true, y_pred) if t == i and p == j) for j in range(K)] for i in range(K)]
     assert m["confusion"] == confusion  # rows true, columns predicted
     assert m["n"] == len(y_true)
@@ -448,7 +448,7 @@ def test_metrics_from_the_definitions():
 def test_a_class_never_predicted_scores_zero_not_nan():
     y_true = np.array([0, 1, 2, 2])
     y_pred = np.array([0, 1, 0, 1])  # class 2 is never predicted: precision 0/0
-    m = C.metrics(y_true, y_pred, 3)
+    m = C.score_predictions(y_true, y_pred, 3)
     assert m["precision"][2] == 0.0 and m["recall"][2] == 0.0 and m["f1"][2] == 0.0
     for key in ("precision", "recall", "f1"):
         assert all(np.isfinite(m[key])), key
@@ -459,7 +459,7 @@ def test_a_class_never_predicted_scores_zero_not_nan():
 
 
 def test_metrics_of_nothing_are_zero():
-    m = C.metrics(np.zeros(0, np.int64), np.zeros(0, np.int64), 2)
+    m = C.score_predictions(np.zeros(0, np.int64), np.zeros(0, np.int64), 2)
     assert m["accuracy"] == 0.0 and m["macro_f1"] == 0.0 and m["n"] == 0
 
 

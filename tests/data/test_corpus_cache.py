@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from rnncli.data import chars as TX
 from rnncli.config import ModelConfig, TrainConfig
 from rnncli.data import corpus as CO
+from rnncli.errors import TargetError
 
 
 @pytest.fixture
@@ -93,3 +93,24 @@ def test_training_and_resuming_read_the_cache(corpus_file, tmp_path, monkeypatch
     resumed = TR.train(cfg, [corpus_file], resume=half.latest)
     assert resumed.steps == whole.steps == 6
     assert np.isfinite(resumed.best_val)
+
+
+def test_a_link_planted_at_a_fixed_name_is_never_followed(corpus_file, tmp_path):
+    """The description is written through a fresh temporary name: a link waiting at the old
+    fixed name `.json.tmp` (pointing at a file of someone else's) is left alone."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    stem = CO.cache_location([corpus_file])
+    os.symlink(victim, stem + ".json.tmp")
+    CO.cached_ids([corpus_file])
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    assert json.loads(open(stem + ".json", encoding="utf-8").read())["n"] > 0
+
+
+@pytest.mark.parametrize("suffix", [".bin", ".json"])
+def test_the_cache_never_replaces_a_pipe_or_a_folder(corpus_file, suffix):
+    stem = CO.cache_location([corpus_file])
+    os.mkfifo(stem + suffix)
+    with pytest.raises(TargetError, match="named pipe"):
+        CO.cached_ids([corpus_file])
+    assert os.path.exists(stem + suffix) and not os.path.isfile(stem + suffix)

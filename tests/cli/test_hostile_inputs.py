@@ -18,7 +18,7 @@ import pytest
 
 from helpers import ACCENTED, clean_failure, deadline, ok, run, write_corpus, write_two_classes
 from rnncli.engine import model as M
-from rnncli.lm import sample as core_sample
+from rnncli.lm.checkpoint import load_lm
 
 # --dropout given: the run keeps it, rather than a recipe chosen from the corpus and speed
 LM_TINY = ["--hidden-size", "8", "--layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "2",
@@ -215,7 +215,7 @@ def write_bytes(tmp_path, name, data: bytes) -> str:
 
 
 def vocab_of(ckpt) -> str:
-    return core_sample.load_lm(ckpt).vocab.chars
+    return load_lm(ckpt).vocab.chars
 
 
 def test_one_character_vocabulary_trains_and_samples_it(tmp_path):
@@ -301,7 +301,7 @@ def test_a_one_megabyte_line(tmp_path):
     path.write_text(line, encoding="utf-8")
     ckpt = train_lm(str(path), tmp_path / "runs", "--eval-chars", 500)
     assert set(vocab_of(ckpt)) == set(line)
-    assert core_sample.load_lm(ckpt).meta["corpus_chars"] == len(line)
+    assert load_lm(ckpt).meta["corpus_chars"] == len(line)
 
 
 # ---------------------------------------------------------------- odd labelled data and GloVe files
@@ -438,7 +438,7 @@ def test_resume_accepts_the_same_values(world, tmp_path):
     latest = run_dir / "latest.npz"
     latest.write_bytes(open(world["latest"], "rb").read())
     ok("train", "--resume", latest, "--cell", "lstm", "--hidden-size", 8, "--max-steps", 3, "--quiet")
-    assert core_sample.load_lm(str(latest)).meta["progress"]["step"] == 3
+    assert load_lm(str(latest)).meta["progress"]["step"] == 3
 
 
 def test_resume_with_a_directory_for_the_corpus(world, tmp_path):

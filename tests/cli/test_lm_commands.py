@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from helpers import clean_failure
 from rnncli.engine import model as M
-from rnncli.lm import sample as core_sample
+from rnncli.lm.checkpoint import load_lm
 from rnncli.cli import main
 
 # --dropout given too, so the runs keep it rather than a recipe chosen from the corpus and a
@@ -195,7 +195,7 @@ def test_argmax_follows_the_model(ckpt):
     """Greedy text equals a float64 step-by-step argmax rollout of the model's own forward pass."""
     prime, n = "Le ", 12
     greedy = sample(ckpt, "-n", n, "--argmax", "--prime", prime)[len(prime):-1]
-    lm = core_sample.load_lm(ckpt)
+    lm = load_lm(ckpt)
     params = {k: v.astype(np.float64) for k, v in lm.params.items()}
     state = M.zero_state(lm.cfg, 1, np.float64)
     work = M.Workspace(np.float64)
@@ -392,7 +392,7 @@ def test_ctrl_c_saves_and_exits_130(corpus, tmp_path, monkeypatch):
     assert result.stdout == ""
     assert signal.getsignal(signal.SIGINT) is handler  # the training handler is removed again
     latest = glob_one(tmp_path / "runs", "latest.npz")
-    lm = core_sample.load_lm(latest)
+    lm = load_lm(latest)
     assert lm.meta["progress"]["step"] == 3
     assert latest in unwrapped(result.stderr)
     assert "interrupted" in result.stderr.lower()
@@ -412,7 +412,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_checkpoint(corpus, tmp_path,
                    "--out", tmp_path / "runs", "--quiet", code=1)
     assert "nan" in stderr.lower() and "step 5" in stderr
     latest = glob_one(tmp_path / "runs", "latest.npz")
-    assert core_sample.load_lm(latest).meta["progress"]["step"] == 4
+    assert load_lm(latest).meta["progress"]["step"] == 4
 
 
 def test_huge_learning_rate_diverges_cleanly(corpus, tmp_path):
@@ -422,7 +422,7 @@ def test_huge_learning_rate_diverges_cleanly(corpus, tmp_path):
     assert any(word in stderr.lower() for word in ("nan", "inf", "diverg"))
     # The first update may already overflow, so no checkpoint need exist; any that does must load.
     for path in glob.glob(os.path.join(tmp_path, "runs", "*", "*.npz")):
-        core_sample.load_lm(path)
+        load_lm(path)
 
 
 def test_update_overflow_never_saves_a_broken_checkpoint(corpus, tmp_path):
@@ -432,7 +432,7 @@ def test_update_overflow_never_saves_a_broken_checkpoint(corpus, tmp_path):
                    "--max-steps", 20, "--eval-every", 1, "--out", tmp_path / "runs", "--quiet", code=1)
     assert any(word in stderr.lower() for word in ("nan", "inf", "diverg"))
     for path in glob.glob(os.path.join(tmp_path, "runs", "*", "*.npz")):
-        core_sample.load_lm(path)
+        load_lm(path)
 
 
 # ---------------------------------------------------------------- gradcheck

@@ -11,7 +11,7 @@ import pytest
 from rnncli.classify import train as C
 from rnncli.classify import ngram as N
 from rnncli.config import ClassifyConfig
-from test_cli_classify import TINY, fails, invoke, lines
+from helpers import TINY, fails, invoke, lines
 
 
 def test_ngrams_are_the_words_then_the_joined_neighbours():

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from rnncli.engine import optim as O
+from rnncli.engine import npz
 from rnncli.lm import train as TR
+from rnncli.lm.checkpoint import load_lm, read_lm_checkpoint
 from rnncli.config import ModelConfig, OptimConfig, TrainConfig
 from rnncli.errors import ConfigError
 
@@ -65,7 +67,7 @@ def raw_trajectory(monkeypatch) -> list:
 def test_checkpoint_holds_the_average_and_the_raw_weights(tmp_path, corpus_file, monkeypatch):
     seen = raw_trajectory(monkeypatch)
     result = TR.train(tiny_cfg(tmp_path, max_steps=5, ema=0.7), [corpus_file])
-    arrays, meta = TR.checkpoint.load(result.latest)
+    arrays, meta = npz.load(result.latest)
     assert len(seen) == 5 and meta["config"]["ema"] == 0.7
     for k in seen[0]:
         np.testing.assert_allclose(arrays[f"param/{k}"], by_definition([s[k] for s in seen], 0.7),
@@ -77,17 +79,17 @@ def test_checkpoint_holds_the_average_and_the_raw_weights(tmp_path, corpus_file,
 def test_validation_scores_the_averaged_weights(tmp_path, corpus_file):
     cfg = tiny_cfg(tmp_path, max_steps=6, ema=0.9)
     result = TR.train(cfg, [corpus_file])
-    lm = TR.lm_from_arrays(*TR.checkpoint.load(result.latest), result.latest)
+    lm = load_lm(result.latest)
     corpus = TR.load_corpus([corpus_file], vocab=lm.vocab)
     val_ids = corpus.ids[TR.split_train_val(len(corpus), cfg.val_fraction):]
     B, T, _ = TR.fit_batches(TR.split_train_val(len(corpus), cfg.val_fraction), cfg.batch_size, cfg.seq_len)
-    expected = TR.evaluate(lm.cfg, lm.params, val_ids, B, T, cfg.eval_chars)
+    expected = TR.evaluate_split(lm.cfg, lm.params, val_ids, B, T, cfg.eval_chars)
     assert result.history["val"][-1][1] == pytest.approx(expected, rel=1e-6)
 
 
 def test_averaging_leaves_training_unchanged_and_off_writes_no_raw_weights(tmp_path, corpus_file):
-    off = TR.checkpoint.load(TR.train(tiny_cfg(tmp_path / "off", max_steps=7), [corpus_file]).latest)[0]
-    on = TR.checkpoint.load(TR.train(tiny_cfg(tmp_path / "on", max_steps=7, ema=0.5), [corpus_file]).latest)[0]
+    off = npz.load(TR.train(tiny_cfg(tmp_path / "off", max_steps=7), [corpus_file]).latest)[0]
+    on = npz.load(TR.train(tiny_cfg(tmp_path / "on", max_steps=7, ema=0.5), [corpus_file]).latest)[0]
     assert not any(k.startswith("raw/") for k in off)
     params = [k[len("param/"):] for k in off if k.startswith("param/")]
     for k in params:  # the same steps bit for bit: the average only watches
@@ -103,9 +105,9 @@ def test_resume_continues_the_average_exactly(tmp_path, corpus_file):
 
     straight = TR.train(cfg("a", 9), [corpus_file])
     first = TR.train(cfg("b", 4), [corpus_file])
-    again = TR.train(cfg("b", 9), [corpus_file], resume=first.latest)
-    a = TR.checkpoint.load(straight.latest)[0]
-    b = TR.checkpoint.load(again.latest)[0]
+    again = TR.train(cfg("b", 9), [corpus_file], resume=read_lm_checkpoint(first.latest))
+    a = npz.load(straight.latest)[0]
+    b = npz.load(again.latest)[0]
     assert set(a) == set(b) and any(k.startswith("raw/") for k in a)
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-7, err_msg=key)
@@ -131,11 +133,11 @@ def test_cli_ema_option_reaches_the_run_and_is_kept_on_resume(tmp_path, corpus_f
     assert result.exit_code == 0, result.stderr
     assert "averaged with decay 0.9" in result.stderr
     path = result.stdout.split("\t")[0]
-    arrays, meta = TR.checkpoint.load(path)
+    arrays, meta = npz.load(path)
     assert meta["config"]["ema"] == 0.9 and any(k.startswith("raw/") for k in arrays)
     latest = path.replace("best.npz", "latest.npz")
     clash = CliRunner().invoke(main, ["train", corpus_file, "--resume", latest, "--ema", "0.5", "--max-steps", "4"])
     assert clash.exit_code == 2 and "--ema 0.5 differs" in clash.stderr
     ok = CliRunner().invoke(main, ["train", corpus_file, "--resume", latest, "--max-steps", "6", "-q"])
     assert ok.exit_code == 0, ok.stderr
-    assert TR.checkpoint.load(latest)[1]["progress"]["step"] == 6
+    assert npz.load(latest)[1]["progress"]["step"] == 6

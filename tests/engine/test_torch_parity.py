@@ -18,7 +18,7 @@ from rnncli.classify import train as C  # noqa: E402
 from rnncli.engine import model as M  # noqa: E402
 from rnncli.config import ClassifyConfig, ModelConfig  # noqa: E402
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks" / "speed"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "speed"
 
 
 def load_benchmark_module(name: str):

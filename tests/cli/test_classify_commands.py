@@ -15,47 +15,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import clean_failure
+from helpers import FILLER, LABELS, TINY, WORDS, clean_failure, fails, invoke, lines
 from rnncli.classify import train as C
 from rnncli.cli import main
-
-WORDS = {"fruit": "apple banana cherry mango grape lemon peach plum".split(),
-         "car": "engine wheel brake gear clutch tyre piston axle".split(),
-         "music": "violin piano cello flute drum guitar harp oboe".split()}
-FILLER = "the a and with very my some".split()
-LABELS = sorted(WORDS)
-TINY = ["--hidden-size", "8", "--embedding-size", "8", "--dense", "8", "--epochs", "3", "--batch-size", "8"]
-
-
-def invoke(*args, ok=True, input=None):
-    """Run `rnn ARGS`; with ok, exceptions propagate and the exit code must be 0."""
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=not ok, input=input)
-    if ok:
-        assert result.exit_code == 0, (result.exit_code, result.stderr)
-    return result
-
-
-def fails(*args, code: int, input=None):
-    """Run `rnn ARGS`, expecting a clean failure with exit code `code`; returns stderr."""
-    return clean_failure(invoke(*args, ok=False, input=input), code)
-
 
 def flat(text: str) -> str:
     """Whitespace collapsed, so a wrapped table title or notice reads as one line."""
     return " ".join(text.split())
-
-
-def lines(per_class: int, seed: int, labels=None) -> list:
-    """`label<TAB>text` lines: 3-6 words of the class and 1-3 shared fillers, shuffled."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for label, words in WORDS.items():
-        for _ in range(per_class):
-            tokens = list(rng.choice(words, size=int(rng.integers(3, 7))))
-            tokens += list(rng.choice(FILLER, size=int(rng.integers(1, 4))))
-            rng.shuffle(tokens)
-            out.append(f"{(labels or {}).get(label, label)}\t{' '.join(tokens)}")
-    return [out[i] for i in rng.permutation(len(out))]
 
 
 def write(path, rows) -> str:
@@ -334,7 +300,8 @@ def test_lines_without_tab_and_empty_texts_are_skipped_and_counted(tmp_path):
     data = write(tmp_path / "mixed.txt", rows)
     result = invoke("classify", "train", data, *TINY, "--epochs", 1, "--out", tmp_path / "runs")
     err = flat(result.stderr)
-    assert "Skipped: 3 lines without a TAB; 2 empty texts." in err
+    assert ("Skipped: 2 lines without a TAB; 1 lines with an empty label (only whitespace before the TAB); "
+            "2 empty texts.") in err
     assert "54 training and 6 validation texts" in err
 
 
@@ -417,3 +384,11 @@ def test_predict_garbage_checkpoint(tmp_path, files):
     path = tmp_path / "x.npz"
     path.write_bytes(b"garbage")
     assert "x.npz" in fails("classify", "predict", path, files["texts"], code=1)
+
+
+@pytest.mark.parametrize("label", [" ", "\u00a0", "\t "])
+def test_whitespace_labels_are_named_as_empty_labels(tmp_path, label):
+    """Every line has a TAB; what is wrong is the label, and the error says so."""
+    data = write(tmp_path / "blank.txt", [f"{label}\t some text {i}" for i in range(200)])
+    stderr = fails("classify", "train", data, *TINY, "--out", tmp_path / "runs", code=1)
+    assert "0 without a TAB, 200 with an empty label" in flat(stderr)
