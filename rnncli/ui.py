@@ -211,17 +211,23 @@ def print_novelty(rows, corpus_paths) -> None:
         err.print(f"training text: {path}", markup=False, highlight=False)
 
 
+# Why a labelled line was left out, by the count's key in the reader's summary.
+SKIP_REASONS = (("skipped_no_tab", "without a TAB"),
+                ("skipped_no_label", "with an empty label (only whitespace before the TAB)"))
+
+
+def skipped_lines(info: dict, lines: str = "lines") -> list[str]:
+    """'3 lines without a TAB', ... for each reason a labelled file had lines left out."""
+    return [f"{info[key]} {lines} {reason}" for key, reason in SKIP_REASONS if info.get(key)]
+
+
 class ClassifyReporter(_BarReporter):
     """A tqdm bar per epoch and one summary line per epoch, on stderr."""
 
     def start(self, info: dict) -> None:
         if self.quiet:
             return
-        skipped = []
-        if info["skipped_no_tab"]:
-            skipped.append(f"{info['skipped_no_tab']} lines without a TAB")
-        if info.get("skipped_no_label"):
-            skipped.append(f"{info['skipped_no_label']} lines with an empty label (only whitespace before the TAB)")
+        skipped = skipped_lines(info)
         if info["skipped_empty"]:
             skipped.append(f"{info['skipped_empty']} empty texts")
         counts = ", ".join(f"{l} {n}" for l, n in zip(info["labels"], info["class_counts"]))

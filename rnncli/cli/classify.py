@@ -152,10 +152,8 @@ def _report_test(test: dict, labels, to_stdout: bool = False) -> None:
     if test["skipped_unknown_label"]:
         ui.notice(f"Skipped {test['skipped_unknown_label']} test lines whose label the model does not know: "
                   f"{', '.join(test['unknown_labels'][:10])}")
-    if test["skipped_no_tab"]:
-        ui.notice(f"Skipped {test['skipped_no_tab']} test lines without a TAB.")
-    if test.get("skipped_no_label"):
-        ui.notice(f"Skipped {test['skipped_no_label']} test lines with an empty label (only whitespace before the TAB).")
+    for skipped in ui.skipped_lines(test, "test lines"):
+        ui.notice(f"Skipped {skipped}.")
     if test["empty_texts"]:
         ui.notice(f"{test['empty_texts']} test texts were empty (scored from a lone unknown token).")
 
