@@ -38,6 +38,7 @@ GATES = {"rnn": ("a",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 # make the loader loop over layers or numpy allocate terabytes.
 MAX_LAYERS = 64
 MAX_SIZE = 1 << 16
+MAX_TRIALS = 10_000  # a sweep's trials: each is a training run with its own folder
 
 
 def _check(condition: bool, message: str) -> None:

@@ -24,8 +24,13 @@ class DivergedError(RnnError):
     """Training produced a non-finite loss."""
 
 
-class TargetError(RnnError):
-    """An output path that may not be written: a device, pipe, socket or directory, or a file
-    that belongs to something else. A usage error: the command was pointed at the wrong place."""
+class UsageError(RnnError):
+    """A request that is wrong as given, whatever the data (a sweep of a billion trials): exit 2,
+    as Click's own usage errors."""
 
     exit_code = 2
+
+
+class TargetError(UsageError):
+    """An output path that may not be written: a device, pipe, socket or directory, or a file
+    that belongs to something else. A usage error: the command was pointed at the wrong place."""

@@ -216,6 +216,18 @@ SKIP_REASONS = (("skipped_no_tab", "without a TAB"),
                 ("skipped_no_label", "with an empty label (only whitespace before the TAB)"))
 
 
+CLASSES_LISTED = 20  # classes a summary line names; more are counted
+
+
+def rare_classes(rare: list, named: int = 5) -> str:
+    """One phrase for any number of rare classes: the count, the first few with their texts."""
+    shown = ", ".join(f"{label} ({n})" for label, n in rare[:named])
+    more = f" and {len(rare) - named:,} more" if len(rare) > named else ""
+    if len(rare) == 1:
+        return f"class {rare[0][0]} has only {rare[0][1]} training texts"
+    return f"{len(rare):,} classes have few training texts: {shown}{more}"
+
+
 def skipped_lines(info: dict, lines: str = "lines") -> list[str]:
     """'3 lines without a TAB', ... for each reason a labelled file had lines left out."""
     return [f"{info[key]} {lines} {reason}" for key, reason in SKIP_REASONS if info.get(key)]
@@ -230,7 +242,10 @@ class ClassifyReporter(_BarReporter):
         skipped = skipped_lines(info)
         if info["skipped_empty"]:
             skipped.append(f"{info['skipped_empty']} empty texts")
-        counts = ", ".join(f"{l} {n}" for l, n in zip(info["labels"], info["class_counts"]))
+        pairs = list(zip(info["labels"], info["class_counts"]))
+        counts = ", ".join(f"{label} {n}" for label, n in pairs[:CLASSES_LISTED])
+        if len(pairs) > CLASSES_LISTED:
+            counts = f"{len(pairs):,} classes: {counts}, ..."
         err.print(f"{info['train']} training and {info['val']} validation texts ({counts}); "
                   f"vocabulary {info['vocab']:,}; {info['params']:,} parameters.", markup=False)
         if skipped:
@@ -241,11 +256,11 @@ class ClassifyReporter(_BarReporter):
             err.print("Classes are weighed by inverse frequency (--class-weights "
                       f"{'auto: the classes are imbalanced' if info.get('auto_weights') else 'balanced'}).",
                       markup=False)
-        for label, n in info["rare"]:
-            err.print(f"[yellow]Warning:[/] class {escape(label)!s} has only {n} training texts; "
-                      + ("it is weighed up by inverse frequency" if info["class_weights"] == "balanced"
+        if info["rare"]:
+            err.print(f"[yellow]Warning:[/] {escape(rare_classes(info['rare']))}; "
+                      + ("they are weighed up by inverse frequency" if info["class_weights"] == "balanced"
                          else "consider --class-weights balanced")
-                      + (" and the n-gram path sees its words whole." if info["ngram"] else "."),
+                      + (" and the n-gram path sees their words whole." if info["ngram"] else "."),
                       highlight=False)
         if info["coverage"]:
             c = info["coverage"]

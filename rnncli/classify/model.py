@@ -16,6 +16,7 @@ from rnncli.engine import model as M
 from rnncli.engine.kernels import linear as k_lin
 from rnncli.engine.kernels import pool as k_pool
 from rnncli.engine.model import DTYPE
+from rnncli.errors import CheckpointError
 
 TABLE_BYTES = 512 << 20  # the most memory a classifier's input tables may take (see Classifier.input_tables)
 
@@ -235,6 +236,7 @@ class Classifier:
     meta: dict = field(default_factory=dict)
     ngram: NgramPath | None = None  # the linear n-gram model mixed in (ngram.py); None: recurrent only
     frozen: bool = False  # the weights no longer change (a loaded model): input tables are kept between calls
+    path: str = ""  # the checkpoint it was loaded from, for messages
     _tables: dict | None = field(default=None, repr=False)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
@@ -254,7 +256,7 @@ class Classifier:
             ids, rev, lens = pad_batch([seqs[i] for i in idx])
             logits, _ = forward(self.cfg, self.params, ids, rev, lens, work, inference=True, tables=tables)
             logp[idx] = log_softmax(logits.astype(np.float64))
-        return logp
+        return self.checked(logp)
 
     def input_tables(self, tokens: int) -> dict | None:
         """tables_for_pass; a frozen classifier keeps them for its next calls."""
@@ -269,7 +271,19 @@ class Classifier:
         """Log class probabilities of the whole classifier: the recurrent model, mixed with the
         n-gram path when there is one."""
         logp = self.rnn_log_proba(self.encode(texts))
-        return logp if self.ngram is None or not texts else self.ngram.mix(logp, texts)
+        return logp if self.ngram is None or not texts else self.checked(self.ngram.mix(logp, texts))
+
+    def ngram_log_proba(self, texts: list[str]) -> np.ndarray:
+        return self.checked(self.ngram.log_proba(texts))
+
+    def checked(self, logp: np.ndarray) -> np.ndarray:
+        """logp, when finite. A loaded model's output can overflow with finite weights (3e38 is
+        a float32): that is a damaged checkpoint, never a prediction. (While training, a
+        non-finite loss ends the run as diverged instead.)"""
+        if self.frozen and not np.isfinite(logp).all():
+            raise CheckpointError(f"{self.path or 'the classifier'}: its output is not a finite number; "
+                                  f"the weights are damaged or not a trained model's")
+        return logp
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return np.exp(self.log_proba(texts))

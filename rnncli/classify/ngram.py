@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli.data.words import tokenize
+from rnncli.memory import require_bytes
 
 SEP = " "  # between the words of an n-gram: never inside a word as tokenize cuts them
 CHARS = (2, 5)  # character n-gram lengths
@@ -139,8 +140,9 @@ class NgramFeatures:
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are the callers' to judge
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 @dataclass
@@ -150,6 +152,17 @@ class LinearModel:
 
     def log_proba(self, X) -> np.ndarray:
         return log_softmax(np.asarray(X @ self.W.T) + self.b)
+
+
+LBFGS_MEMORY = 10  # scipy's default count of correction pairs kept
+
+
+def fit_bytes(n_classes: int, n_features: int) -> int:
+    """What fit_logistic holds at its peak, in float64 vectors of all K x F weights: L-BFGS's
+    correction pairs (2 x LBFGS_MEMORY) and about sixteen more (the point, its gradient, the
+    search step, W*W, the objective's temporaries and scipy's copies), 36 in all as measured
+    with K = 400, F = 20,000."""
+    return (2 * LBFGS_MEMORY + 16) * n_classes * n_features * 8
 
 
 def fit_logistic(X, y: np.ndarray, n_classes: int, C: float, sample_weight: np.ndarray,
@@ -241,6 +254,9 @@ def fit_candidates(texts_fit: list, y_fit: np.ndarray, w_fit: np.ndarray, texts_
 
     started = time.perf_counter()
     features, X_fit = NgramFeatures.fit_transform(texts_fit, n_max, min_df)
+    require_bytes(fit_bytes(n_classes, X_fit.shape[1]),
+                  f"the n-gram model of {n_classes:,} classes x {X_fit.shape[1]:,} features",
+                  "give --ngram 0 (the recurrent model alone) or merge rare classes")
     X_val = features.transform(texts_val)
     models, val, model = {}, {}, None
     for C in CS:  # each C starts from the last one's solution

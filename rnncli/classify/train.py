@@ -42,6 +42,7 @@ from rnncli.classify.ngram import (
     refit,
 )
 from rnncli.config import ClassifyConfig
+from rnncli.data.files import unusable_input
 from rnncli.data.vectors import match_glove
 from rnncli.data.words import LabelledData, TokenVocab, read_labelled, tokenize
 from rnncli.engine import model as M
@@ -162,7 +163,7 @@ def evaluate_split(clf: Classifier, seqs: list, y: np.ndarray, class_weights: np
     rnn = clf.rnn_log_proba(seqs)
     if clf.ngram is None:
         return score_log_proba(rnn, y, len(clf.labels), class_weights)
-    return score_mix(clf.ngram, rnn, clf.ngram.log_proba(texts), y, len(clf.labels), class_weights)
+    return score_mix(clf.ngram, rnn, clf.ngram_log_proba(texts), y, len(clf.labels), class_weights)
 
 
 def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None, out_dir: str,
@@ -297,7 +298,11 @@ def _set_up_model(cfg: ClassifyConfig, texts: _TrainingTexts, vocab: TokenVocab,
     parameters, and the texts encoded."""
     labels = texts.labels
     shapes = classifier_shapes(cfg, vocab.size, len(labels))
-    M.require_memory(shapes, DTYPE, copies=4)
+    remedy = "lower --hidden-size, --dense, --max-vocab or --embedding-size"
+    if cfg.glove:  # the embedding size is the vector file's, not an option
+        remedy = (f"the embeddings take {cfg.embedding_size} dimensions from {cfg.glove}: give vectors "
+                  f"of fewer dimensions, or lower --max-vocab, --hidden-size or --dense")
+    M.require_memory(shapes, DTYPE, copies=4, remedy=remedy)
     params = init_classifier(cfg, shapes, rng, DTYPE)
     if vectors is not None:
         hit = ~np.isnan(vectors[:, 0])
@@ -499,12 +504,18 @@ def refit_baseline(clf: Classifier, on_error: str = "strict"):
 
     tfidf_baseline.require()
     path = clf.meta.get("data", "")
-    if not isinstance(path, str) or not os.path.isfile(path):
-        raise CorpusError(f"baseline: the training file {path!r} is not there any more; it is needed to refit")
+    why = unusable_input(path) if isinstance(path, str) and os.path.isabs(path) else "is not an absolute path"
+    if why:
+        raise CorpusError(f"baseline: the training file {path!r} the checkpoint names {why}; it is needed to refit")
     if file_sha256(path) != clf.meta.get("data_sha256"):
         raise CorpusError(f"baseline: {path} has changed since training; the baseline cannot be refitted "
                           f"on the same texts")
     data = read_labelled(path, on_error)
+    strangers = sorted(set(data.labels) - set(clf.labels))
+    if strangers:  # the file is the one trained on (same bytes), so the checkpoint was altered
+        raise CheckpointError(f"baseline: the checkpoint's labels do not match its training file {path}: "
+                              f"{len(strangers):,} of the file's labels are not among its {len(clf.labels):,}; "
+                              f"the checkpoint is damaged or altered")
     y_all = np.array([clf.labels.index(l) for l in data.labels], np.int64)
     _, train_idx, _ = split_for(clf.cfg, y_all)
     return tfidf_baseline.fit([data.texts[i] for i in train_idx], y_all[train_idx])
@@ -572,7 +583,7 @@ def load_classifier(path: str) -> Classifier:
             ngram = path_from_checkpoint(arrays, meta["ngram"], len(labels))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"{name}: the n-gram path is incomplete or invalid ({e})") from None
-    return Classifier(cfg, vocab, labels, params, meta, ngram, frozen=True)
+    return Classifier(cfg, vocab, labels, params, meta, ngram, frozen=True, path=path)
 
 
 def predict_lines(clf: Classifier, lines: list[str]) -> np.ndarray:

@@ -138,13 +138,13 @@ def train(ctx, corpus, resume, quiet, **options):
     if resume:
         from rnncli.lm.checkpoint import read_lm_checkpoint
 
+        if _given(ctx, "out_dir"):
+            raise click.UsageError("--out cannot be given with --resume: a resumed run writes on in its own "
+                                   "folder (the checkpoint's); to continue elsewhere, copy that folder and "
+                                   "resume from the copy", ctx)
         resume = read_lm_checkpoint(resume)  # read once: the run goes on from what is read here
         cfg = _resumed_config(ctx, resume)
-        paths = [corpus] if corpus else resume.corpus_paths
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if not paths or missing:
-            raise click.UsageError(f"the checkpoint's corpus {missing[0] if missing else ''} is not there; "
-                                   f"give the CORPUS to resume on", ctx)
+        paths = [corpus] if corpus else _training_corpus(resume.meta, resume.path, "give the CORPUS to resume on")
     else:
         cfg = _fresh_config(ctx)
         if corpus:
@@ -281,19 +281,20 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
         ui.print_novelty(rows, corpus_paths)
 
 
-def _training_corpus(meta: dict, path: str) -> list:
-    """The text files a checkpoint was trained on, from its `corpus` record; a usage error naming
-    the missing file (or the lack of a record) when they cannot be read here."""
-    from rnncli.data.files import special_file
+def _training_corpus(meta: dict, path: str, instead: str = "give it with --corpus") -> list:
+    """The text files a checkpoint was trained on, from its `corpus` record. A path that comes
+    from a file is read only under the rule a path typed by the user meets (a regular, readable
+    file); a usage error says which recorded file fails it and why (or that there is no record)."""
+    from rnncli.data.files import unusable_input
     from rnncli.lm.checkpoint import recorded_corpus
 
     paths = recorded_corpus(meta)
     if not paths:
-        raise click.UsageError(f"{path} does not record its training text; give it with --corpus")
+        raise click.UsageError(f"{path} does not record its training text; {instead}")
     for p in paths:
-        if not os.path.isfile(p) or special_file(p):
-            raise click.UsageError(f"the training text {p} recorded in {path} is not there; "
-                                   f"give it with --corpus")
+        why = unusable_input(p) if os.path.isabs(p) else "is not an absolute path, as recorded ones are"
+        if why:
+            raise click.UsageError(f"the training text {p} recorded in {path} {why}; {instead}")
     return paths
 
 

@@ -23,6 +23,7 @@ from rnncli.config import (
     CELLS,
     GradcheckConfig,
 )
+from rnncli.data.files import check_target
 
 
 @main.command(context_settings=CONTEXT)
@@ -222,6 +223,8 @@ def report(run, output, text_path, chars, show_chars, gradients_only, cells, hid
               rnn report --gradients-only --cell rnn --cell lstm
     """
     cells = tuple(cells) or CELLS
+    if output:  # refused before minutes of measuring, not after
+        check_target(output, "the report")
     announce_compile()
     from rnncli.tools import inspection as ins
     from rnncli.tools import report as rep

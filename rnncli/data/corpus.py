@@ -61,6 +61,9 @@ def _encoded_blocks(paths: list[str], on_error: str, vocab: Vocab, drop_unknown:
     known[cps] = True
     lookup = np.zeros(MAX_CODEPOINT + 1, dtype)
     lookup[cps] = np.arange(len(cps))
+    seen = 0  # characters before this block
+    unknown, first = set(), 0  # characters outside the vocabulary, and where the first one is
+    outside = 0
     for block in _blocks(paths, on_error):
         codes = _codes(block)
         bad = ~known[codes]
@@ -69,10 +72,17 @@ def _encoded_blocks(paths: list[str], on_error: str, vocab: Vocab, drop_unknown:
                 dropped[chr(c)] = dropped.get(chr(c), 0) + int(count)
             codes = codes[~bad]
         elif bad.any():
-            unknown = sorted({chr(c) for c in codes[bad][:1000].tolist()})
-            raise CorpusError(f"{path}: characters not in the model's vocabulary: "
-                              f"{' '.join(map(repr, unknown[:20]))}")
-        yield np.take(lookup, codes, mode="clip")  # "raise" would buffer a copy
+            first = first or seen + int(np.argmax(bad)) + 1
+            outside += int(bad.sum())
+            unknown.update(np.unique(codes[bad]).tolist())
+        seen += len(block)
+        if not outside:
+            yield np.take(lookup, codes, mode="clip")  # "raise" would buffer a copy
+    if outside:
+        # Counted, never quoted: the file may be one a checkpoint named rather than one the
+        # user chose, and an error message must not become a way to read it.
+        raise CorpusError(f"{path}: {outside:,} of its {seen:,} characters ({len(unknown):,} distinct) are "
+                          f"not in the model's vocabulary, the first at character {first:,}")
 
 
 def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None = None,

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 
-from rnncli.errors import CorpusError, TargetError
+from rnncli.errors import CorpusError, RnnError, TargetError
 
 
 def open_input(path: str, wanted: str):
@@ -52,3 +54,108 @@ def check_target(path: str, what: str) -> None:
     kind = special_file(path)
     if kind:
         raise TargetError(f"{path}: is {kind}; {what} is written only to a regular file or a new one")
+
+
+def replace_file(path: str, data: bytes, what: str, error=RnnError) -> str:
+    """Atomically write data to path (a new file or a regular one, see check_target): a
+    temporary file beside it, synced, then renamed over it, so a reader sees the old file or
+    the new one, never half of one. A failure to write is one `error` line naming path and
+    `what`; the previous file, if any, is left as it was. Returns path."""
+    check_target(path, what)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes files private; these are ordinary
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        if isinstance(e, OSError):
+            raise error(f"{path}: cannot write {what} ({e.strerror or e}); "
+                        f"the previous file, if any, is unchanged") from None
+        raise
+    return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def unusable_input(path: str) -> str:
+    """Why path cannot be read as an input ("is not there", "is a named pipe, not a regular
+    file", "cannot be read (Permission denied)"), or "" when it can. For paths that come from
+    a file rather than from the user (a checkpoint's recorded corpus): they get the same rule a
+    path on the command line gets, checked before anything is opened."""
+    if not os.path.lexists(path):
+        return "is not there"
+    kind = special_file(path)
+    if kind:
+        return f"is {kind}, not a regular file"
+    if not os.path.exists(path):
+        return "is a link to nothing"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return ""
+
+
+LOCK_NAME = ".lock"
+
+
+class FolderLock:
+    """One writer per run folder: an advisory lock (flock) on FOLDER/.lock, held for the life of
+    the process (the kernel drops it when the process ends, however it ends). The file holds the
+    holder's PID, so the refused process can say who has the folder. The file stays: removing it
+    would let a third process lock a fresh file while the second still holds the old one."""
+
+    def __init__(self, folder: str, what: str = "run folder"):
+        self.folder, self.what = folder, what
+        self.fd = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def acquire(self) -> None:
+        import fcntl  # POSIX only, so imported where it is used
+
+        path = os.path.join(self.folder, LOCK_NAME)
+        kind = special_file(path)
+        if kind:
+            raise TargetError(f"{path}: is {kind}; the {self.what}'s lock must be a regular file")
+        try:
+            # O_NONBLOCK: a FIFO put there between the check and the open must not block us;
+            # O_NOFOLLOW: nor may a link send the write elsewhere
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            raise TargetError(f"{path}: cannot lock the {self.what} ({e.strerror or e})") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise TargetError(f"{path}: not a regular file; the {self.what}'s lock must be one")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise RnnError(f"{self.folder}: the {self.what} is in use by {who}; one run writes a "
+                           f"folder at a time (wait for it to end, or work on a copy)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None

@@ -14,11 +14,19 @@ from rnncli.data.chars import BLOCK_BYTES, BOM
 from rnncli.data.files import open_input
 from rnncli.data.words import WORD_PATTERN, TokenVocab
 from rnncli.errors import ConfigError, CorpusError
+from rnncli.memory import require_bytes
 
 GLOVE_MEMBER = re.compile(r"(\d+)d\.txt$")
 
 
 ZIP_MAGIC = b"PK\x03\x04"
+
+# Bounds on a vector file, checked as it is read: the widest published vectors have 300 values
+# in about 3 KiB a line. Above these it is not a word-vector file, and reading on would exhaust
+# memory (one unbroken line) or time (a vast zip member).
+MAX_VECTOR_DIM = 4096
+MAX_LINE_BYTES = 1 << 20
+MAX_MEMBER_BYTES = 64 << 30  # decompressed; glove.840B.300d.txt is 5.6 GB
 
 
 AUTO_STEM_GAIN = 0.10  # auto matches by stem when that covers at least 10 points more of the tokens
@@ -148,10 +156,19 @@ def _read_glove(name: str, blocks, index: dict, size: int, dim: int, stems: _Ste
                     raise CorpusError(f"{name}: line {line_no} has no vector values")
                 n = line.count(b" ", cut)
                 if not width:
+                    if n > MAX_VECTOR_DIM:
+                        raise CorpusError(f"{name}: line {line_no} has {n:,} values; word vectors have at "
+                                          f"most {MAX_VECTOR_DIM:,} dimensions; not a GloVe file")
                     if dim and n != dim:
                         raise CorpusError(f"{name}: vectors have {n} values, not --glove-dim {dim}; "
                                           f"give --glove-dim {n} or another file")
                     width = n
+                    # the exact and stemmed vectors here, then the model's embedding, its gradient
+                    # and two optimizer slots: 4 + 8 + 16 bytes a value
+                    require_bytes(size * n * (4 + 16 + (8 if by_stem is not None else 0)),
+                                  f"{name}: {n}-dimensional vectors for {size:,} vocabulary words",
+                                  "give vectors of fewer dimensions (--glove-dim) or a smaller --max-vocab",
+                                  CorpusError)
                     exact = np.full((size, n), np.nan, np.float32)
                     if by_stem is not None:
                         by_stem.start(n)
@@ -383,7 +400,11 @@ def _glove_blocks(path: str, dim: int):
             f.close()
             raise
         name = f"{name}:{member.filename}"
-        nbytes = member.file_size
+        nbytes = member.file_size  # the zip reader stops there, whatever the data says
+        if nbytes > MAX_MEMBER_BYTES:
+            f.close()
+            raise CorpusError(f"{name}: expands to {nbytes / 2**30:,.0f} GiB, more than the "
+                              f"{MAX_MEMBER_BYTES >> 30} GiB a vector file may have; not a GloVe archive")
     else:
         f.seek(0)
 
@@ -404,6 +425,11 @@ def _glove_blocks(path: str, dim: int):
                     break
                 lines = (rest + raw).split(b"\n")
                 rest = lines.pop()
+                longest = max(len(rest), max(map(len, lines), default=0))
+                if longest > MAX_LINE_BYTES:
+                    at = line_no + 1 + next((i for i, x in enumerate(lines) if len(x) > MAX_LINE_BYTES), len(lines))
+                    raise CorpusError(f"{name}: line {at:,} is longer than {MAX_LINE_BYTES >> 20} MiB; "
+                                      f"a GloVe file has one word and its numbers per line")
                 yield line_no, lines
                 line_no += len(lines)
         if rest:

@@ -24,14 +24,13 @@ The recurrent state of a stack is one array (L, S, B, H), S the cell's states: 2
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from rnncli.engine import cells
 from rnncli.engine import threads as blas
 from rnncli.config import ACTIVATIONS, ModelConfig
 from rnncli.errors import ConfigError
+from rnncli.memory import require_bytes
 from rnncli.engine.kernels import linear as k_lin
 from rnncli.engine.kernels import panel as k_panel
 from rnncli.engine.kernels import sync as k_sync
@@ -135,19 +134,13 @@ def zeros_like_params(params: dict) -> dict:
     return {name: np.zeros_like(p) for name, p in params.items()}
 
 
-def require_memory(shapes: dict[str, tuple], dtype, copies: int) -> None:
+def require_memory(shapes: dict[str, tuple], dtype, copies: int,
+                   remedy: str = "lower --hidden-size, --layers or --embedding-size") -> None:
     """Refuse a model whose parameters, gradients and optimizer state (`copies` arrays per
     parameter) would not fit in this machine's memory, before numpy tries to allocate them."""
     count = sum(int(np.prod(shape, dtype=object)) for shape in shapes.values())
-    need = count * np.dtype(dtype).itemsize * copies
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not POSIX: let numpy fail if it must
-        return
-    if need > total:
-        raise ConfigError(f"a model of {count:,} parameters needs about {need / 2**30:,.1f} GiB for weights, "
-                          f"gradients and optimizer state; this machine has {total / 2**30:,.1f} GiB; "
-                          f"lower --hidden-size, --layers or --embedding-size")
+    require_bytes(count * np.dtype(dtype).itemsize * copies,
+                  f"a model of {count:,} parameters (weights, gradients and optimizer state)", remedy)
 
 
 def check_params(params: dict, shapes: dict[str, tuple], dtype) -> dict:

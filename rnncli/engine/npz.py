@@ -32,8 +32,8 @@ import zlib
 
 import numpy as np
 
+from rnncli.data.files import check_target, current_umask, special_file
 from rnncli.errors import CheckpointError
-from rnncli.data.files import check_target, special_file
 
 FORMAT = "rnncli"
 VERSION = 1
@@ -53,7 +53,7 @@ def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
     try:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=".npz", dir=directory)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes files private; a checkpoint is an ordinary file
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes files private; a checkpoint is an ordinary file
     except OSError as e:
         raise CheckpointError(f"{path}: cannot write checkpoint ({e.strerror or e})") from None
     try:
@@ -89,12 +89,6 @@ def new_run_dir(out_dir: str, name: str) -> str:
             path = f"{base}-{n}"
         except OSError as e:
             raise CheckpointError(f"{out_dir}: cannot create the run folder ({e.strerror or e})") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_dir(directory: str) -> None:
@@ -150,8 +144,15 @@ _UNREADABLE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, O
 _HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
+def read_meta(path: str, kind: str | None = None) -> dict:
+    """The metadata alone (every entry's name and size checked as load checks them, the arrays
+    left unread): what a writer asks of a file before it replaces it."""
+    return load(path, kind, arrays=False)[1]
+
+
+def load(path: str, kind: str | None = None, arrays: bool = True) -> tuple[dict[str, np.ndarray], dict]:
     """Read every array and the metadata. Anything unexpected raises CheckpointError naming path.
+    arrays=False reads the metadata only (the arrays returned are then empty).
 
     The archive is read member by member with zipfile and numpy's .npy header parser, never with
     pickle: every member must be one .npy array of numbers (meta: a JSON string) whose header
@@ -176,18 +177,22 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
             infos = zf.infolist()
             keys = [_member_key(info.filename, name) for info in infos]
             _check_sizes(infos, name)
-            arrays = {}
-            for info, key in zip(infos, keys):
-                if key in arrays:
+            seen = set()
+            for key in keys:
+                if key in seen:
                     raise CheckpointError(f"{name}: entry {key!r} appears twice")
-                arrays[key] = _read_member(zf, info, key, name)
+                seen.add(key)
+            found = {}
+            for info, key in zip(infos, keys):
+                if arrays or key == "meta":
+                    found[key] = _read_member(zf, info, key, name)
     except CheckpointError:
         raise
     except _UNREADABLE as e:
         raise CheckpointError(f"{name}: not a readable checkpoint ({_short(e)})") from None
-    if "meta" not in arrays:
+    if "meta" not in found:
         raise CheckpointError(f"{name}: not an rnncli checkpoint (no 'meta' entry)")
-    raw = arrays.pop("meta")
+    raw = found.pop("meta")
     if raw.shape != () or raw.dtype.kind != "U":
         raise CheckpointError(f"{name}: 'meta' is not a JSON string")
     try:
@@ -205,12 +210,12 @@ def load(path: str, kind: str | None = None) -> tuple[dict[str, np.ndarray], dic
         found = meta.get("kind")
         found = what.get(found, "an unknown") if isinstance(found, str) else "an unknown"
         raise CheckpointError(f"{name}: is {found} checkpoint, expected {what.get(kind, kind)} checkpoint")
-    for key, a in arrays.items():
+    for key, a in found.items():
         if key.startswith(("param/", "raw/", "opt/", "state/")) and a.dtype.kind != "f":
             raise CheckpointError(f"{name}: entry {key!r} has dtype {a.dtype}, expected floating-point numbers")
         if a.dtype.kind not in "fiu":
             raise CheckpointError(f"{name}: entry {key!r} has dtype {a.dtype}, expected numbers")
-    return arrays, meta
+    return found, meta
 
 
 def _check_sizes(infos: list, name: str) -> None:

@@ -8,9 +8,13 @@ A run folder is OUT/<corpus name>-<cell>-<time>/ with latest.npz (every evaluati
     opt/<slot>/<name>    the optimizer's state
     state/hidden         every stream's carried state, (layers, k, streams, hidden)
     state/order          with more streams than the batch: this epoch's stream order, (rounds, streams)
-    meta                 kind "lm", which ("latest" or "best"), model, vocab, config, corpus (absolute
-                         paths), corpus_chars, batch_size, seq_len, progress, optimizer_steps, rng,
-                         saved_at
+    meta                 kind "lm", which ("latest" or "best"), run_id, model, vocab, config, corpus
+                         (absolute paths), corpus_chars, batch_size, seq_len, progress,
+                         optimizer_steps, rng, saved_at
+
+run_id names the run: a fresh run draws one, a resumed run keeps its checkpoint's, and a run
+replaces a checkpoint file only when that file carries its own run_id (claim_run_files), so a
+checkpoint copied into another run's folder cannot overwrite that run's files.
 
 so a resumed run takes exactly the steps the uninterrupted run would have taken.
 """
@@ -18,9 +22,12 @@ so a resumed run takes exactly the steps the uninterrupted run would have taken.
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,7 +43,7 @@ from rnncli.data.chars import Vocab
 from rnncli.engine import model as M
 from rnncli.engine import npz
 from rnncli.engine.optim import SLOTS, Optimizer
-from rnncli.errors import CheckpointError, ConfigError, RnnError
+from rnncli.errors import CheckpointError, ConfigError, RnnError, TargetError
 
 LATEST, BEST = "latest.npz", "best.npz"
 
@@ -87,6 +94,42 @@ def latest_best_checkpoint(out_dir: str) -> str:
     return max(found, key=os.path.getmtime)
 
 
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def run_identity(meta: dict) -> str:
+    """The run a checkpoint belongs to: its run_id, or for checkpoints written before runs were
+    named, a digest of what every checkpoint of one run shares (its configuration, corpus record
+    and first evaluation)."""
+    run_id = meta.get("run_id")
+    if isinstance(run_id, str) and run_id:
+        return run_id
+    progress = meta.get("progress")
+    history = progress.get("history") if isinstance(progress, dict) else None
+    first = history.get("train", [])[:1] if isinstance(history, dict) and isinstance(history.get("train"), list) else []
+    shared = json.dumps([meta.get("config"), meta.get("corpus"), first], sort_keys=True, default=str)
+    return "legacy-" + hashlib.sha256(shared.encode()).hexdigest()[:32]
+
+
+def claim_run_files(run_dir: str, run_id: str, files: tuple[str, ...] = (LATEST, BEST)) -> None:
+    """Refuse (TargetError, before anything is written) when a checkpoint file of run_dir that
+    this run would replace belongs to another run, or is not a language-model checkpoint at all:
+    a run overwrites only its own files."""
+    for name in files:
+        path = os.path.join(run_dir, name)
+        if not os.path.lexists(path):
+            continue
+        try:
+            owner = run_identity(npz.read_meta(path, kind="lm"))
+        except CheckpointError as e:
+            raise TargetError(f"{path}: is not this run's checkpoint ({e}); move it away or resume from a "
+                              f"copy of the checkpoint in a folder of its own") from None
+        if owner != run_id:
+            raise TargetError(f"{path}: belongs to another run; a run replaces only its own checkpoints "
+                              f"(move the file, or resume from a copy of the checkpoint in a folder of its own)")
+
+
 # ---------------------------------------------------------------- writing
 
 def config_dict(cfg: TrainConfig) -> dict:
@@ -94,13 +137,14 @@ def config_dict(cfg: TrainConfig) -> dict:
             **{k: v for k, v in vars(cfg).items() if k not in ("model", "optim")}}
 
 
-def save_lm_checkpoint(path: str, which: str, *, cfg: TrainConfig, corpus, batch_size: int, seq_len: int,
-                       weights: dict, raw: dict | None, opt: Optimizer, hidden: np.ndarray,
+def save_lm_checkpoint(path: str, which: str, *, run_id: str, cfg: TrainConfig, corpus, batch_size: int,
+                       seq_len: int, weights: dict, raw: dict | None, opt: Optimizer, hidden: np.ndarray,
                        order: np.ndarray | None, progress: Progress, rng: np.random.Generator) -> str:
-    """Write one checkpoint of a run (atomically, through engine/npz.py); which is "latest" or
-    "best". weights: what sampling uses (the average under --ema); raw: the trained weights when
-    they differ from weights, else None. hidden: every stream's carried state; order: the stream
-    plan's order, None when the streams are not shuffled."""
+    """Write one checkpoint of the run run_id (atomically, through engine/npz.py), replacing only
+    a file of the same run; which is "latest" or "best". weights: what sampling uses (the average
+    under --ema); raw: the trained weights when they differ from weights, else None. hidden:
+    every stream's carried state; order: the stream plan's order, None when not shuffled."""
+    claim_run_files(os.path.dirname(os.path.abspath(path)), run_id, (os.path.basename(path),))
     arrays = {f"param/{k}": v for k, v in weights.items()}
     if raw is not None:
         arrays.update({f"raw/{k}": v for k, v in raw.items()})
@@ -109,7 +153,7 @@ def save_lm_checkpoint(path: str, which: str, *, cfg: TrainConfig, corpus, batch
     if order is not None:
         arrays["state/order"] = order.astype(np.float64)  # checkpoints hold floats only
     return npz.save(path, arrays, {
-        "kind": "lm", "which": which, "model": vars(cfg.model).copy(), "vocab": corpus.vocab.chars,
+        "kind": "lm", "which": which, "run_id": run_id, "model": vars(cfg.model).copy(), "vocab": corpus.vocab.chars,
         "config": config_dict(cfg), "corpus": [os.path.abspath(p) for p in corpus.paths],
         "corpus_chars": len(corpus), "batch_size": batch_size, "seq_len": seq_len,
         "progress": vars(progress).copy(), "optimizer_steps": opt.steps,

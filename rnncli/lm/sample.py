@@ -15,7 +15,7 @@ from rnncli.engine.kernels import linear as k_lin
 from rnncli.engine.kernels import panel as k_panel
 from rnncli.engine.kernels import sampling as k_sampling
 from rnncli.engine.kernels import sync as k_sync
-from rnncli.errors import ConfigError
+from rnncli.errors import CheckpointError, ConfigError, DivergedError
 
 # load_lm belongs to lm/checkpoint.py; callers that sample find it here too
 from rnncli.lm.checkpoint import LanguageModel, load_lm  # noqa: F401
@@ -89,7 +89,7 @@ class Generator:
         GH, V = self.W_hh.shape[1], self.W_hy.shape[0]
         parties = self.parties()
         xp, gates = np.empty((B, GH), np.float32), np.empty((B, GH), np.float32)
-        hn, logits = np.empty((B, H), np.float32), np.empty((2, B, V), np.float32)
+        hn, logits = np.empty((B, H), np.float32), np.zeros((2, B, V), np.float32)  # zeros: checked below
         hs = np.empty((2,) + state.shape, np.float32)
         hs[0] = state
         barrier = np.zeros(k_sync.BARRIER_WORDS, np.int64)
@@ -99,6 +99,14 @@ class Generator:
             self.W_hh, self.P_hh, self.b_hn, self.W_hy, self.P_hy, self.b_y, state, feed, inv_temp, top_k,
             uniforms, out, xp, gates, hn, hs, logits, u0, u1, v0, v1, barrier, parties, rank)
             for rank, ((u0, u1), (v0, v1)) in enumerate(shares)])
+        # the last two steps' scores: finite weights can still overflow (3e38 is a float32), and a
+        # draw from NaN scores would quietly write one character over and over
+        if not (np.isfinite(logits).all() and np.isfinite(state).all()):
+            if not self.lm.path:  # weights in training (the preview): they diverged
+                raise DivergedError("training diverged: the model's output is not a finite number; "
+                                    "try a lower --lr or --clip")
+            raise CheckpointError(f"{self.lm.path}: its output is not a finite number; "
+                                  f"the weights are damaged or not a trained model's")
 
     def start_token(self) -> int:
         """What to feed when there is no prime: a newline if the model knows one."""

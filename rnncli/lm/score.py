@@ -16,6 +16,7 @@ from rnncli.data.corpus import load_corpus
 from rnncli.engine import model as M
 from rnncli.engine import threads as blas
 from rnncli.engine.model import DTYPE
+from rnncli.errors import CheckpointError, CorpusError
 from rnncli.lm.checkpoint import LanguageModel
 
 LN2 = math.log(2.0)
@@ -59,8 +60,6 @@ def evaluate_file(lm: LanguageModel, path: str, on_error: str = "strict", thread
     Characters the model has never seen have no id to read or predict: they are left out of the
     text (the model reads on as if they were not there) and counted per character.
     """
-    from rnncli.errors import CorpusError
-
     blas.set_threads(threads)
     corpus = load_corpus([path], on_error, vocab=lm.vocab, drop_unknown=True)
     if len(corpus) < 2:
@@ -70,6 +69,9 @@ def evaluate_file(lm: LanguageModel, path: str, on_error: str = "strict", thread
     defaults = TrainConfig()
     total, count = score_ids(lm.cfg, lm.params, corpus.ids, _meta_int(lm.meta, "batch_size", defaults.batch_size),
                              _meta_int(lm.meta, "seq_len", defaults.seq_len))
+    if not math.isfinite(total):  # finite weights can still overflow: 3e38 is a float32
+        raise CheckpointError(f"{lm.path or 'the model'}: its loss on {path} is not a finite number; "
+                              f"the weights are damaged or not a trained model's")
     return TextScore(path, len(corpus), count, total, corpus.dropped)
 
 

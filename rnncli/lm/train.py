@@ -8,6 +8,7 @@ resumed run takes exactly the steps the uninterrupted run would have taken.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -19,6 +20,7 @@ import numpy as np
 from rnncli.config import EVAL_SHARE, OptimConfig, TrainConfig
 from rnncli.data.chars import StreamBatches, fit_batches, split_train_val
 from rnncli.data.corpus import Corpus, load_corpus
+from rnncli.data.files import FolderLock
 from rnncli.engine import model as M
 from rnncli.engine import threads as blas
 from rnncli.engine.model import DTYPE, count_params
@@ -29,9 +31,12 @@ from rnncli.lm.checkpoint import (
     LMCheckpoint,
     Progress,
     ResumePoint,
+    claim_run_files,
     new_run_dir,
+    new_run_id,
     read_lm_checkpoint,
     run_files,
+    run_identity,
     save_lm_checkpoint,
 )
 from rnncli.lm.recipe import apply_recipe
@@ -83,29 +88,52 @@ class TrainResult:
     rank: int = 0  # under mpiexec, this process's rank: only rank 0 reports
 
 
-class _Interrupt:
-    """First Ctrl-C asks the loop to stop at the next step boundary (so the checkpoint is
-    consistent); a second one interrupts at once."""
+# Ctrl-C, `kill` and a terminal that goes away all end a run the same way: at the next step
+# boundary, with its checkpoint saved
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
-    def __init__(self):
+
+class _Interrupt:
+    """The first stop signal asks the loop to stop at the next step boundary (so the checkpoint
+    is consistent); a second one interrupts at once, except during a save: then it waits until
+    the file is written (the atomic write would keep the old file, but the run would lose what
+    it was saving)."""
+
+    def __init__(self, signals: tuple = STOP_SIGNALS):
+        self.signals = signals
         self.requested = False
-        self._previous = None
+        self._saving = False
+        self._pending = False
+        self._previous = {}
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._previous = None
+        for sig in self.signals:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except (ValueError, OSError):  # not the main thread: the caller's handlers stay
+                break
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.requested and self._saving:
+            self._pending = True
+        elif self.requested:
             raise KeyboardInterrupt
         self.requested = True
 
+    @contextlib.contextmanager
+    def saving(self):
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._pending:
+            raise KeyboardInterrupt
+
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
         return False
 
 
@@ -159,6 +187,7 @@ class _Run:
     reporter: Reporter
     recipe: tuple = ()  # the recipe's reasons (a fresh run's choices)
     resumed: bool = False
+    run_id: str = ""  # written into every checkpoint; a run replaces only files that carry it
 
     @property
     def weights(self) -> dict:
@@ -206,6 +235,7 @@ class _Loop:
     eval_seconds: float = 0.0
     last_eval: Evaluation | None = None
     stop_reason: str = "epochs"
+    interrupt: _Interrupt = field(default_factory=_Interrupt)
 
     def clock(self, dp) -> float:
         """Seconds since the start; under MPI rank 0's, as of the last step, so all ranks agree."""
@@ -231,17 +261,23 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: LMCheckpoint | str 
             resume = read_lm_checkpoint(resume)
         run, point = _resumed_run(cfg, corpus_paths, resume, dp, reporter)
     cfg = run.cfg  # with the recipe's choices
-    data = _stream_data(run, corpus_paths, point)
-    reporter.start(_start_info(run, data))
-    started = entered if not run.resumed else time.perf_counter() - run.progress.seconds
-    loop = _Loop(started, next_eval=cfg.eval_every * (run.progress.step // cfg.eval_every + 1))
-    with _Interrupt() as interrupt:
-        _run_loop(run, data, loop, interrupt)
-        run.progress.seconds = time.perf_counter() - loop.started
-        if loop.window.steps or loop.last_eval is None:
-            loop.last_eval = _evaluate(run, data, loop)
-        else:
-            _save(run, data, "latest")
+    with contextlib.ExitStack() as held:
+        if run.root:  # one writer per run folder, for as long as this process trains
+            held.enter_context(FolderLock(run.run_dir))
+            claim_run_files(run.run_dir, run.run_id)
+        data = _stream_data(run, corpus_paths, point)
+        reporter.start(_start_info(run, data))
+        started = entered if not run.resumed else time.perf_counter() - run.progress.seconds
+        loop = _Loop(started, next_eval=cfg.eval_every * (run.progress.step // cfg.eval_every + 1),
+                     # under MPI a terminated rank is a lost peer (lm/parallel.py): Ctrl-C alone stops
+                     interrupt=_Interrupt() if dp is None else _Interrupt((signal.SIGINT,)))
+        with loop.interrupt:
+            _run_loop(run, data, loop)
+            run.progress.seconds = time.perf_counter() - loop.started
+            if loop.window.steps or loop.last_eval is None:
+                loop.last_eval = _evaluate(run, data, loop)
+            else:
+                _save(run, data, loop, "latest")
     reporter.close()
     if dp is not None:
         dp.close()
@@ -265,7 +301,8 @@ def _fresh_run(cfg: TrainConfig, corpus_paths: list[str], entered: float, dp, re
     if dp is not None:
         run_dir = dp.bcast(run_dir)
     average = WeightAverage(cfg.ema, params) if cfg.ema else None
-    return _Run(cfg, corpus, params, average, opt, Progress(), rng, run_dir, dp, reporter, recipe)
+    return _Run(cfg, corpus, params, average, opt, Progress(), rng, run_dir, dp, reporter, recipe,
+                run_id=new_run_id())
 
 
 def _resumed_run(cfg: TrainConfig, corpus_paths: list[str], ckpt: LMCheckpoint, dp,
@@ -281,7 +318,7 @@ def _resumed_run(cfg: TrainConfig, corpus_paths: list[str], ckpt: LMCheckpoint, 
     # one counts as the average so far (its weights, folded into from the next step on).
     average = WeightAverage(cfg.ema, point.params, point.averaged) if cfg.ema else None
     return _Run(cfg, corpus, point.params, average, point.opt, point.progress, point.rng, ckpt.run_dir,
-                dp, reporter, resumed=True), point
+                dp, reporter, resumed=True, run_id=run_identity(ckpt.meta)), point
 
 
 def _stream_data(run: _Run, corpus_paths: list[str], point: ResumePoint | None) -> _Data:
@@ -333,7 +370,7 @@ def _start_info(run: _Run, data: _Data) -> dict:
                    if cfg.ema else "off"}
 
 
-def _run_loop(run: _Run, data: _Data, loop: _Loop, interrupt: _Interrupt) -> None:
+def _run_loop(run: _Run, data: _Data, loop: _Loop) -> None:
     """Steps, evaluations and checkpoints until a limit, early stopping or Ctrl-C
     (loop.stop_reason says which)."""
     cfg, progress, batches, dp = run.cfg, run.progress, data.batches, run.dp
@@ -345,7 +382,7 @@ def _run_loop(run: _Run, data: _Data, loop: _Loop, interrupt: _Interrupt) -> Non
             if cfg.max_time and loop.clock(dp) + (loop.eval_seconds if dp is None else 0.0) >= cfg.max_time:
                 loop.stop_reason = "max-time"
                 break
-            _step(run, data, loop, interrupt)
+            _step(run, data, loop)
             if progress.step >= loop.next_eval:
                 step_seconds = loop.window.seconds / max(1, loop.window.steps)
                 # Spacing from the second evaluation of this process on: the first may include
@@ -359,7 +396,7 @@ def _run_loop(run: _Run, data: _Data, loop: _Loop, interrupt: _Interrupt) -> Non
                 if cfg.patience and len(data.val_ids) and loop.stale >= cfg.patience:
                     loop.stop_reason = "early-stop"
                     break
-            if (interrupt.requested if dp is None else dp.stop):
+            if (loop.interrupt.requested if dp is None else dp.stop):
                 loop.stop_reason = "interrupted"
                 break
         if loop.stop_reason != "epochs":
@@ -370,7 +407,7 @@ def _run_loop(run: _Run, data: _Data, loop: _Loop, interrupt: _Interrupt) -> Non
         batches.shuffle(run.rng)
 
 
-def _step(run: _Run, data: _Data, loop: _Loop, interrupt: _Interrupt) -> None:
+def _step(run: _Run, data: _Data, loop: _Loop) -> None:
     """One training step on the next chunk: the update, the carried state, the counters."""
     cfg, mcfg, progress, batches, dp = run.cfg, run.cfg.model, run.progress, data.batches, run.dp
     B, T = data.B, data.T
@@ -394,7 +431,8 @@ def _step(run: _Run, data: _Data, loop: _Loop, interrupt: _Interrupt) -> None:
                                        np.ascontiguousarray(data.state[:, :, rows[dp.share]]), data.work, m)
 
         def reduce(grads, loss, new_state):
-            return dp.average(grads, loss, new_state, B, time.perf_counter() - loop.started, interrupt.requested)
+            return dp.average(grads, loss, new_state, B, time.perf_counter() - loop.started,
+                              loop.interrupt.requested)
     loss, norm, new_state = train_step(run.params, data.grads, run.opt, lr, cfg.optim.clip, loss_and_grads, reduce)
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise DivergedError(f"loss became {loss if not math.isfinite(loss) else 'finite but the gradient ' + str(norm)} "
@@ -430,6 +468,9 @@ def _evaluate(run: _Run, data: _Data, loop: _Loop) -> Evaluation:
     train_loss = window.loss / max(1, window.steps)
     cps = data.B * data.T * window.steps / window.seconds if window.seconds > 0 else 0.0
     score = val if val is not None else train_loss
+    if not math.isfinite(score):  # finite weights whose output overflows: not a model to save
+        raise DivergedError(f"training diverged: the {'validation' if val is not None else 'training'} loss "
+                            f"became {score} by step {progress.step}; {_kept(run)}; try a lower --lr or --clip")
     is_best = math.isfinite(score) and (progress.best_val is None or score < progress.best_val)
     if is_best:
         progress.best_val, progress.best_step = score, progress.step
@@ -438,9 +479,9 @@ def _evaluate(run: _Run, data: _Data, loop: _Loop) -> Evaluation:
     progress.history["train"].append([progress.step, train_loss])
     progress.history.setdefault("time", []).append([progress.step, round(time.perf_counter() - loop.started, 3)])
     text = preview(cfg.model, run.corpus.vocab, weights, 160, 0.8, seed=cfg.seed + progress.step)
-    _save(run, data, "latest")
+    _save(run, data, loop, "latest")
     if is_best:
-        _save(run, data, "best")
+        _save(run, data, loop, "best")
     loop.window = _Window()
     ev = Evaluation(progress.step, progress.epoch + progress.chunk / max(1, data.batches.chunks),
                     train_loss, val, cps, text, is_best)
@@ -449,15 +490,16 @@ def _evaluate(run: _Run, data: _Data, loop: _Loop) -> Evaluation:
     return ev
 
 
-def _save(run: _Run, data: _Data, which: str) -> None:
+def _save(run: _Run, data: _Data, loop: _Loop, which: str) -> None:
     """latest.npz or best.npz of the run folder (rank 0 alone writes)."""
     if not run.root:
         return
     latest, best = run_files(run.run_dir)
-    save_lm_checkpoint(latest if which == "latest" else best, which, cfg=run.cfg, corpus=run.corpus,
-                       batch_size=data.B, seq_len=data.T, weights=run.weights,
-                       raw=run.params if run.average is not None else None, opt=run.opt, hidden=data.state,
-                       order=data.batches.order, progress=run.progress, rng=run.rng)
+    with loop.interrupt.saving():
+        save_lm_checkpoint(latest if which == "latest" else best, which, run_id=run.run_id, cfg=run.cfg,
+                           corpus=run.corpus, batch_size=data.B, seq_len=data.T, weights=run.weights,
+                           raw=run.params if run.average is not None else None, opt=run.opt,
+                           hidden=data.state, order=data.batches.order, progress=run.progress, rng=run.rng)
 
 
 def _kept(run: _Run) -> str:

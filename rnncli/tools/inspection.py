@@ -82,8 +82,21 @@ class Curves:
     best_val: float | None
 
 
-def _number(v) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else math.nan
+# A number a run records (a loss, an accuracy, seconds, a step) is never beyond this; one that is
+# came from a damaged or crafted checkpoint, and the plotting library cannot scale an axis to it.
+RECORDED_MAX = 1e30
+
+
+def recorded_number(v) -> float:
+    """v as a float when it is a number a run could have recorded, else NaN (drawn as a gap)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return math.nan
+    v = float(v) if abs(v) <= RECORDED_MAX else math.nan  # abs first: float(10**400) overflows
+    return v if math.isfinite(v) else math.nan
+
+
+def recorded_step(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1 << 53  # exact in a float, fits int64
 
 
 def lm_curves(meta: dict) -> Curves:
@@ -95,15 +108,14 @@ def lm_curves(meta: dict) -> Curves:
 
     def pairs(name: str) -> dict:
         rows = history.get(name) if isinstance(history.get(name), list) else []
-        return {int(r[0]): _number(r[1]) for r in rows
-                if isinstance(r, list) and len(r) == 2 and isinstance(r[0], int) and not isinstance(r[0], bool)}
+        return {int(r[0]): recorded_number(r[1]) for r in rows if isinstance(r, list) and len(r) == 2 and recorded_step(r[0])}
 
     train, val, when = pairs("train"), pairs("val"), pairs("time")
     steps = np.array(sorted(train), dtype=np.int64)
     seconds = None
     if steps.size and all(s in when and math.isfinite(when[s]) for s in steps):
         seconds = np.array([when[s] for s in steps])
-    best_val = _number(progress.get("best_val"))
+    best_val = recorded_number(progress.get("best_val"))
     best_step = progress.get("best_step")
     return Curves(steps, np.array([train[s] for s in steps]), np.array([val.get(s, math.nan) for s in steps]),
                   seconds, best_step if isinstance(best_step, int) and math.isfinite(best_val) else None,
@@ -490,7 +502,7 @@ def inspect_classifier(files: RunFiles) -> ClassifierInspection:
     rows = [h for h in (meta.get("history") or []) if isinstance(h, dict)]
 
     def col(key):
-        return np.array([_number(h.get(key)) for h in rows])
+        return np.array([recorded_number(h.get(key)) for h in rows])
 
     seconds = col("seconds")
     confusions = []

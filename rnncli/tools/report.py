@@ -13,9 +13,11 @@ import html
 import io
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from rnncli.data.files import replace_file
+from rnncli.errors import ConfigError
 
 LN2 = math.log(2.0)
 LEVELS = 10  # colour steps on each side of zero for the per-character backgrounds
@@ -104,19 +106,8 @@ def _page(title: str, body: list) -> str:
 
 
 def write(html_text: str, path: str) -> str:
-    """Atomically write the page; returns path."""
-    from rnncli.errors import ConfigError
-
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html_text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot write the report ({e.strerror or e})") from None
-    return path
+    """Atomically write the page (a new file or a regular one); returns path."""
+    return replace_file(path, html_text.encode("utf-8"), "the report", ConfigError)
 
 
 # ---------------------------------------------------------------- pictures

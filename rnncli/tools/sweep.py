@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnncli.errors import ConfigError
+from rnncli.data.files import replace_file
+from rnncli.config import MAX_TRIALS
+from rnncli.errors import ConfigError, UsageError
 
 RESULT = "result.json"
 PLAN = "sweep.json"
@@ -56,7 +58,13 @@ class Axis:
 
 def combinations(axes: list[Axis], random_trials: int = 0, seed: int = 0) -> list[dict]:
     """Every combination of the listed values (option -> value string), or random_trials draws:
-    listed values uniformly, ranges uniformly (log-uniformly with :log), whole numbers rounded."""
+    listed values uniformly, ranges uniformly (log-uniformly with :log), whole numbers rounded.
+    The count is checked before anything is built: at most MAX_TRIALS."""
+    count = random_trials or math.prod(len(a.values) for a in axes)
+    if count > MAX_TRIALS:
+        how = f"--random {random_trials}" if random_trials else "the grid's combinations"
+        raise UsageError(f"{how}: {count:,} trials, more than {MAX_TRIALS:,} a sweep runs; "
+                         f"draw fewer with --random N or list fewer values")
     if not random_trials:
         if any(a.is_range for a in axes):
             raise ConfigError("grid: a range (low..high) needs --random N; list values with commas instead")
@@ -127,11 +135,7 @@ def make_plan(out_dir: str, corpus: list, axes: list[Axis], base_args: list, thr
 
 
 def _write_json(path: str, data) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(data).encode("utf-8"), "a sweep record", ConfigError)
 
 
 def _latest(base: str) -> str | None:
@@ -168,13 +172,10 @@ def run_trial(spec: dict, stop=None) -> dict:
         target = os.path.join(base, rel)
         if not (os.path.isfile(target) and _same_bytes(target, data)):
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target + ".part", "wb") as f:
-                f.write(data)
-            os.replace(target + ".part", target)
+            replace_file(target, data, "the trial's checkpoint", ConfigError)
     latest = _latest(base)
-    args = list(spec["args"]) + ["--out", base]
-    if latest:
-        args += ["--resume", os.path.join(base, latest)]
+    # a resumed trial writes on in its checkpoint's own folder, under base
+    args = list(spec["args"]) + (["--resume", os.path.join(base, latest)] if latest else ["--out", base])
     env = dict(os.environ, **{v: str(spec["threads"]) for v in THREAD_VARIABLES})
     t0 = time.perf_counter()
     with open(os.path.join(base, "train.log"), "ab") as log:
@@ -330,9 +331,7 @@ def _store_files(folder: str, files: dict) -> None:
         if os.path.isfile(target) and _same_bytes(target, data):
             continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target + ".part", "wb") as f:
-            f.write(data)
-        os.replace(target + ".part", target)
+        replace_file(target, data, "the trial's file", ConfigError)
 
 
 def _run_local(todo: list, workers: int, finish) -> bool:
@@ -402,13 +401,21 @@ def _run_dask(todo: list, address: str, finish) -> tuple:
 # ---------------------------------------------------------------- the curves page
 
 def curves(rows: list) -> list:
-    """(name, steps, validation loss, train loss) arrays per trial, best first, for report.py."""
+    """(name, steps, validation loss, train loss) arrays per trial, best first, for report.py;
+    points that are not [step, number] a run could record are left out (see recorded_number)."""
+    from rnncli.tools.inspection import recorded_number, recorded_step
+
+    def points(name: str, h: dict) -> tuple[np.ndarray, np.ndarray]:
+        rows = h.get(name) if isinstance(h.get(name), list) else []
+        kept = [(s, recorded_number(v)) for s, v in (r for r in rows if isinstance(r, list) and len(r) == 2)
+                if recorded_step(s)]
+        kept = [(s, v) for s, v in kept if math.isfinite(v)]
+        return np.array([s for s, _ in kept], float), np.array([v for _, v in kept], float)
+
     out = []
     for r in rows:
-        h = r.get("history") or {}
-        val = [(s, v) for s, v in h.get("val", []) if v is not None]
-        train = h.get("train", [])
-        out.append({"name": r["name"], "best_val": r.get("best_val"),
-                    "val_steps": np.array([s for s, _ in val], float), "val": np.array([v for _, v in val], float),
-                    "train_steps": np.array([s for s, _ in train], float), "train": np.array([v for _, v in train], float)})
+        h = r.get("history") if isinstance(r.get("history"), dict) else {}
+        (val_steps, val), (train_steps, train) = points("val", h), points("train", h)
+        out.append({"name": r["name"], "best_val": r.get("best_val"), "val_steps": val_steps, "val": val,
+                    "train_steps": train_steps, "train": train})
     return out

@@ -185,6 +185,29 @@ def test_baseline_is_fitted_on_the_same_split_and_shown_beside(tmp_path):
     assert f"{lead:+.4f}" in evaluated and f"{meta['test']['baseline']['accuracy']:.4f}" in evaluated
 
 
+@pytest.mark.parametrize("change", ["renamed label", "data path relative", "data path a device"])
+def test_baseline_refit_from_an_altered_checkpoint_is_one_line(tmp_path, change):
+    pytest.importorskip("sklearn")
+    from rnncli.engine import npz as checkpoint
+
+    train = data_file(tmp_path, "train.txt", 30, 0)
+    result = invoke("classify", "train", train, "--baseline", "--out", tmp_path / "runs", *TINY)
+    arrays, meta = checkpoint.load(result.stdout.strip().splitlines()[-1])
+    if change == "renamed label":
+        meta["labels"][0] = "not-a-label-of-the-file"
+    elif change == "data path relative":
+        meta["data"] = "train.txt"
+    else:
+        meta["data"] = "/dev/zero"
+    altered = checkpoint.save(str(tmp_path / "altered.npz"), arrays, meta)
+    err = fails("classify", "eval", altered, train, "--baseline", code=1)
+    assert "baseline:" in err
+    if change == "renamed label":
+        assert "do not match its training file" in err
+    elif change == "data path a device":
+        assert "not a regular file" in err
+
+
 def test_baseline_without_scikit_learn_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
     train = data_file(tmp_path, "train.txt", 10, 0)
@@ -238,3 +261,53 @@ def test_the_mix_takes_the_smallest_alpha_within_one_standard_error():
         assert within(path.alpha)
         assert not any(within(a) for a in N.ALPHAS if a < path.alpha - 1e-9)
     assert shrunk >= 1  # the rule did something the plain minimum would not
+
+
+def _many_classes(tmp_path, classes: int, per_class: int = 3):
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(5000)]
+    rows = [f"class{c}\t{' '.join(rng.choice(words, 10))}" for c in range(classes) for _ in range(per_class)]
+    path = tmp_path / "many.txt"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_an_ngram_model_too_large_for_memory_is_refused_before_fitting(tmp_path, monkeypatch):
+    from rnncli import memory
+
+    fitted = []
+    monkeypatch.setattr(N, "fit_logistic", lambda *a, **k: fitted.append(1))
+    monkeypatch.setattr(memory, "physical_memory", lambda: 64 << 20)  # a machine of 64 MiB
+    stderr = fails("classify", "train", _many_classes(tmp_path, 300), "--out", tmp_path / "runs", *TINY, "-q",
+                   code=1)
+    assert "the n-gram model of 300 classes x" in stderr and "--ngram 0" in stderr
+    assert not fitted and not (tmp_path / "runs").exists()
+
+
+def test_many_rare_classes_make_one_warning_and_a_bounded_summary(tmp_path):
+    result = invoke("classify", "train", _many_classes(tmp_path, 300), "--out", tmp_path / "runs", *TINY,
+                    "--ngram", "0", "--epochs", "1")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "300 classes have few training texts" in warnings[0]
+    assert "and 295 more" in warnings[0]
+    summary = next(line for line in result.stderr.splitlines() if "validation texts (" in line)
+    assert "300 classes:" in summary and len(summary) < 600
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_a_classifier_whose_output_overflows_is_an_error_naming_the_checkpoint(tmp_path, command):
+    """Weights of 3e38 are finite float32s, so the checkpoint loads; what they compute is not."""
+    from rnncli.engine import npz as checkpoint
+
+    train = data_file(tmp_path, "train.txt", 20, 0)
+    arrays, meta = checkpoint.load(invoke("classify", "train", train, "--out", tmp_path / "runs", *TINY)
+                                   .stdout.strip().splitlines()[-1])
+    for name in arrays:
+        if name.startswith("param/"):
+            arrays[name] = np.full_like(arrays[name], 3e38)
+    huge = checkpoint.save(str(tmp_path / "huge.npz"), arrays, meta)
+    if command == "eval":
+        err = fails("classify", "eval", huge, train, code=1)
+    else:
+        err = fails("classify", "predict", huge, input="apple pie\n", code=1)
+    assert "huge.npz" in err and "not a finite number" in err

@@ -13,11 +13,9 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from helpers import FILLER, LABELS, TINY, WORDS, clean_failure, fails, invoke, lines
+from helpers import LABELS, TINY, fails, invoke, lines
 from rnncli.classify import train as C
-from rnncli.cli import main
 
 def flat(text: str) -> str:
     """Whitespace collapsed, so a wrapped table title or notice reads as one line."""

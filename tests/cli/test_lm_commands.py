@@ -92,7 +92,7 @@ def test_train_prints_the_best_checkpoint(corpus, tmp_path):
     assert os.path.basename(best) == "best.npz"
     run_dir = os.path.dirname(best)
     assert os.path.dirname(os.path.abspath(run_dir)) == str(tmp_path / "runs")
-    assert sorted(os.listdir(run_dir)) == ["best.npz", "latest.npz"]
+    assert sorted(os.listdir(run_dir)) == [".lock", "best.npz", "latest.npz"]  # the lock stays, unheld
 
 
 def test_checkpoint_is_plain_npz_with_full_metadata(ckpt, tiny_corpus):

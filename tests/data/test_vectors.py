@@ -11,7 +11,6 @@ import snowballstemmer
 from click.testing import CliRunner
 
 from helpers import clean_failure
-from rnncli.data import chars as T
 from rnncli.cli import main
 from rnncli.errors import CorpusError
 from rnncli.data.words import PAD, UNK, TokenVocab
@@ -297,3 +296,63 @@ def test_batched_and_parallel_stemming_give_the_same_vectors(tmp_path, monkeypat
     assert len(pools) == 1 and pools[0] is not None  # the workers did stem
     np.testing.assert_array_equal(both.vectors, alone.vectors)
     assert both.coverage == alone.coverage
+
+
+# ---------------------------------------------------------------- bounded reads of a vector file
+
+def _one_long_line(values: int) -> bytes:
+    return b"the " + b"0.5 " * (values - 1) + b"0.5\n"
+
+
+@pytest.mark.parametrize("packed", ["text", "zip"])
+def test_a_line_too_long_is_refused_naming_the_file_and_line(tmp_path, packed):
+    body = b"student 1 2 3\n" + _one_long_line(1_000_000)  # 4 MB: far past any real vector line
+    if packed == "text":
+        path = tmp_path / "glove.txt"
+        path.write_bytes(body)
+    else:
+        path = tmp_path / "glove.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("glove.6B.3d.txt", body)
+    with pytest.raises(CorpusError, match=r"line 2 is longer than 1 MiB") as info:
+        match_glove(str(path), TokenVocab((PAD, UNK, "student")), match="exact")
+    assert str(path) in str(info.value)
+
+
+def test_a_member_without_newlines_is_refused_at_the_first_megabyte(tmp_path):
+    path = tmp_path / "glove.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("glove.6B.50d.txt", b"x" * (64 << 20))  # deflates to ~64 KB; would take minutes to parse
+    with pytest.raises(CorpusError, match=r"line 1 is longer than 1 MiB"):
+        match_glove(str(path), TokenVocab((PAD, UNK, "student")), match="exact")
+
+
+def test_too_many_dimensions_are_refused(tmp_path):
+    path = tmp_path / "wide.txt"
+    path.write_bytes(_one_long_line(V.MAX_VECTOR_DIM + 1))  # 16 KB: short enough, but too wide
+    with pytest.raises(CorpusError, match=r"line 1 has 4,097 values; word vectors have at most 4,096"):
+        match_glove(str(path), TokenVocab((PAD, UNK, "the")), match="exact")
+
+
+def test_a_member_expanding_past_the_bound_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "glove.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("glove.6B.3d.txt", b"student 1 2 3\n" * 1000)
+    monkeypatch.setattr(V, "MAX_MEMBER_BYTES", 1000)
+    read = []
+    monkeypatch.setattr(V, "_read_glove", lambda *a, **k: read.append(1))
+    with pytest.raises(CorpusError, match=r"glove.6B.3d.txt: expands to .* not a GloVe archive"):
+        match_glove(str(path), TokenVocab((PAD, UNK, "student")), match="exact")
+    assert not read
+
+
+def test_vectors_too_wide_for_memory_blame_the_vector_file(stemmed_data, tmp_path, monkeypatch):
+    from rnncli import memory
+
+    glove = write_glove(tmp_path / "glove.txt", [(w, v * 100) for w, v in ROWS])  # 300 dimensions
+    monkeypatch.setattr(memory, "physical_memory", lambda: 10_000)  # a machine of 10 kB
+    failed = CliRunner().invoke(main, [str(a) for a in ("classify", "train", stemmed_data, *TINY, "--glove", glove,
+                                                        "--out", tmp_path / "runs")])
+    stderr = clean_failure(failed, 1)
+    assert "300-dimensional vectors" in stderr and "--glove-dim" in stderr
+    assert "--hidden-size" not in stderr

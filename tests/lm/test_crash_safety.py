@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rnncli.data.files import LOCK_NAME
 from rnncli.engine import npz as checkpoint
 from rnncli.lm.checkpoint import load_lm
 from rnncli.cli import main
@@ -52,7 +53,7 @@ def assert_run_dir_is_sound(run_dir) -> int:
     Returns the step of latest.npz."""
     names = set(os.listdir(run_dir))
     assert "latest.npz" in names, names
-    assert names - {"latest.npz", "best.npz"} == set(temp_files(run_dir)), names
+    assert names - {"latest.npz", "best.npz", LOCK_NAME} == set(temp_files(run_dir)), names
     for tmp in temp_files(run_dir):
         assert tmp.endswith(".npz")
     step = load_lm(os.path.join(run_dir, "latest.npz")).meta["progress"]["step"]

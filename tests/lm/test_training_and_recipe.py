@@ -3,7 +3,6 @@ the run, early stopping, the recipe chosen from corpus size and speed, stream or
 resets. Tiny models; assertions from the definitions."""
 
 import math
-import os
 
 import numpy as np
 import pytest

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -393,3 +394,91 @@ def test_report_opens_with_networking_disabled(lm_run, lm_report, tmp_path):
     assert _console(log) == []
     img = _pixels(tmp_path / "shot.png")
     assert _has_colour(img, (0x1f, 0x77, 0xb4)) and _has_colour(img, (0xff, 0x7f, 0x0e))
+
+
+# ---------------------------------------------------------------- where a report may be written
+
+def _special(tmp_path, kind):
+    """A device node of our own (never the system's /dev/null), a FIFO or a folder."""
+    target = str(tmp_path / kind)
+    if kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("making a device node needs root")
+        os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        os.mkdir(target)
+    return target
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+def test_report_never_replaces_what_is_not_a_regular_file(lm_run, tmp_path, kind):
+    target = _special(tmp_path, kind)
+    before = os.stat(target)
+    stderr = clean_failure(invoke(["report", str(lm_run), "-o", target, "--chars", "100"]), 2)
+    after = os.stat(target)
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
+    assert "regular file" in stderr or "directory" in stderr
+
+
+def test_report_replaces_its_own_regular_file(lm_run, tmp_path):
+    target = tmp_path / "page.html"
+    target.write_text("old page")
+    r = invoke(["report", str(lm_run), "-o", str(target), "--chars", "100", "--show-chars", "50"])
+    assert r.exit_code == 0, r.output
+    assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert sorted(os.listdir(tmp_path)) == ["page.html"]  # no temporary file left beside it
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+def test_every_atomic_writer_refuses_special_targets(tmp_path, kind):
+    from rnncli.data.files import replace_file
+    from rnncli.errors import TargetError
+
+    target = _special(tmp_path, kind)
+    before = os.stat(target)
+    with pytest.raises(TargetError):
+        replace_file(target, b"data", "a record")
+    assert os.stat(target).st_ino == before.st_ino and os.stat(target).st_mode == before.st_mode
+
+
+def test_a_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
+    from rnncli.data import files
+    from rnncli.errors import ConfigError
+
+    target = tmp_path / "record.json"
+    target.write_bytes(b"old")
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full_disk)
+    with pytest.raises(ConfigError, match="No space left on device.*unchanged"):
+        files.replace_file(str(target), b"new", "a record", ConfigError)
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["record.json"]
+
+
+# ---------------------------------------------------------------- histories no run records
+
+def test_report_of_a_history_beyond_any_run_draws_what_it_can(lm_run, tmp_path):
+    arrays, meta = checkpoint.load(str(lm_run / "latest.npz"))
+    history = meta["progress"]["history"]
+    history["train"] = [[i, 1e308 if i % 2 else 3.0 - 0.1 * i] for i in range(10)] + [[10 ** 30, 2.0]]
+    history["val"] = [[0, -1e308], [4, 2.5], [8, 10 ** 400]]
+    history["time"] = [[i, float(i) if i < 5 else 1e300] for i in range(10)]
+    meta["progress"]["best_val"] = 1e308
+    damaged = checkpoint.save(str(tmp_path / "latest.npz"), arrays, meta)
+    r = invoke(["report", damaged, "-o", str(tmp_path / "page.html"), "--chars", "100", "--show-chars", "50"])
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output and "data:image/svg+xml" in (tmp_path / "page.html").read_text()
+
+
+def test_sweep_curves_leave_out_what_no_run_records():
+    from rnncli.tools.sweep import curves
+
+    (c,) = curves([{"name": "t00", "best_val": None,
+                    "history": {"val": [[3, 1e308], [6, 2.0], ["x", 1.0], [9, None]],
+                                "train": [[3, 2.5], [10 ** 40, 2.0], [6, True]]}}])
+    assert c["val_steps"].tolist() == [6.0] and c["val"].tolist() == [2.0]
+    assert c["train_steps"].tolist() == [3.0] and c["train"].tolist() == [2.5]

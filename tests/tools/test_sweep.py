@@ -52,6 +52,18 @@ def test_grid_usage_errors_name_the_option(corpus, tmp_path, grid, needle):
     assert not os.listdir(tmp_path)  # nothing started
 
 
+@pytest.mark.parametrize("args", [
+    ["--random", "1000000000", "--grid", "lr=1e-3..1e-2:log"],
+    ["--grid", "hidden-size=" + ",".join(str(n) for n in range(1, 41)),
+     "--grid", "lr=" + ",".join(f"0.{n:03d}" for n in range(1, 41)),
+     "--grid", "dropout=0,0.1,0.2,0.3,0.4,0.5,0.6,0.7"],
+])
+def test_a_sweep_too_large_is_refused_before_anything_is_built(corpus, tmp_path, args):
+    stderr = clean_failure(run([corpus, *args, "--out", str(tmp_path)]), 2)
+    assert "more than 10,000" in stderr and stderr.count("\n") == 1
+    assert not os.listdir(tmp_path)
+
+
 def test_bad_train_options_and_no_grid(corpus, tmp_path):
     assert "--nonsense" in clean_failure(run([corpus, "--grid", "lr=0.1", "--nonsense", "3"]), 2)
     assert "--max-steps" in clean_failure(run([corpus, "--grid", "lr=0.1", "--max-steps", "-1"]), 2)
