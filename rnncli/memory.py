@@ -24,4 +24,5 @@ def require_bytes(need: int, what: str, remedy: str, error=ConfigError) -> None:
     names the cause and `remedy` (what the user can change)."""
     total = physical_memory()
     if total is not None and need > total:
-        raise error(f"{what} needs about {need / GIB:,.1f} GiB; this machine has {total / GIB:,.1f} GiB; {remedy}")
+        raise error(f"{what}: about {need / GIB:,.1f} GiB needed, this machine has {total / GIB:,.1f} GiB; "
+                    f"{remedy}")

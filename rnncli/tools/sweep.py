@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnncli.data.files import replace_file
+from rnncli.data.files import FolderLock, replace_file
 from rnncli.config import MAX_TRIALS
 from rnncli.errors import ConfigError, UsageError
 
@@ -274,7 +274,13 @@ def run_sweep(plan: Plan, workers: int = 0, address: str | None = None, on_resul
     """Run every unfinished trial of plan: locally on `workers` at once (default: cores /
     threads per trial), or on the Dask scheduler at address. on_result(result, all_results) is
     called as each trial ends. Ctrl-C stops every running trial cleanly (each saves its
-    checkpoint); running the same sweep again resumes them."""
+    checkpoint); running the same sweep again resumes them. One sweep process at a time works
+    a sweep folder (the same command run twice would train each trial twice)."""
+    with FolderLock(plan.folder, "sweep folder"):
+        return _run_unfinished(plan, workers, address, on_result)
+
+
+def _run_unfinished(plan: Plan, workers: int, address: str | None, on_result) -> SweepResult:
     on_result = on_result or (lambda r, rows: None)
     t0 = time.perf_counter()
     results, todo = {}, []

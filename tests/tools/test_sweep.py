@@ -224,3 +224,17 @@ def test_ctrl_c_stops_every_trial_with_a_checkpoint(corpus, tmp_path):
         for f in names:
             if f.endswith(".npz"):
                 checkpoint.load(os.path.join(root, f))  # valid
+
+
+def test_one_sweep_process_works_a_sweep_folder(corpus, tmp_path):
+    from rnncli.data.files import FolderLock
+
+    args = [corpus, "--grid", "hidden-size=4,8", *TRAIN, "--out", str(tmp_path)]
+    first = run(args)  # creates the folder and runs both trials
+    assert first.exit_code == 0, first.output
+    folder = _sweep_folder(str(tmp_path))
+    with FolderLock(folder, "sweep folder"):  # as a sweep still running would
+        refused = run(args)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    last = refused.stderr.splitlines()[-1]  # after the notice naming the folder
+    assert last.startswith("Error: ") and f"in use by process {os.getpid()}" in last
