@@ -23,10 +23,11 @@ import sys
 import numpy as np
 
 # Metadata keys that differed between two runs of one commit (every key of every checkpoint was
-# diffed): all are clocks. Paths are not here: they are normalised, not dropped, so a checkpoint
+# diffed): clocks, and the run id each run draws at random. Paths are not here: they are normalised, not dropped, so a checkpoint
 # that recorded another file still differs.
 VOLATILE = {
     ("saved_at",),                     # LM: wall-clock time of the save
+    ("run_id",),                       # LM: drawn when a run starts (absent before it was recorded)
     ("progress", "seconds"),           # LM: training time so far (a resumed run's clock goes on from it)
     ("progress", "step_seconds"),      # LM: summed step durations (the mean speed)
     ("progress", "history", "time"),   # LM: [step, seconds] at each evaluation
@@ -200,6 +201,8 @@ def checkpoints(d: str) -> dict:
     root = os.path.join(d, "runs")
     for dirpath, _, names in os.walk(root):
         for n in names:
+            if n == ".lock":  # the run folder's lock: it holds the writer's PID, nothing of the run
+                continue
             p = os.path.join(dirpath, n)
             found[TIME_RE.sub("<TIME>", os.path.relpath(p, root))] = p
     return found

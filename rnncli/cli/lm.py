@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-
 import click
 
 from rnncli.cli.group import main
@@ -33,60 +31,10 @@ from rnncli.config import (
     MAX_SIZE,
     OPTIMIZERS,
     SCHEDULES,
-    ModelConfig,
-    OptimConfig,
     TrainConfig,
 )
-
-
-@dataclass(frozen=True)
-class _Setting:
-    """Where a `rnn train` option lives in TrainConfig, and how a run treats it."""
-
-    part: str  # "model" (ModelConfig), "optim" (OptimConfig) or "" (TrainConfig itself)
-    field: str
-    chosen: bool = False  # the recipe chooses it (from the corpus and a measured speed) unless given
-    kept: bool = True  # a resumed run keeps the checkpoint's; False: a limit the command may change
-
-
-# Every setting of `rnn train`, by option name; adding one here makes it reach the run, the recipe
-# and the resume checks. On --resume the first kept option that differs, in this order, is reported.
-TRAIN_SETTINGS = {
-    "cell": _Setting("model", "cell", chosen=True),
-    "hidden_size": _Setting("model", "hidden_size", chosen=True),
-    "layers": _Setting("model", "num_layers", chosen=True),
-    "embedding_size": _Setting("model", "embedding_size"),
-    "activation": _Setting("model", "activation"),
-    "dropout": _Setting("model", "dropout", chosen=True),
-    "seq_len": _Setting("", "seq_len"),
-    "batch_size": _Setting("", "batch_size"),
-    "optimizer": _Setting("optim", "optimizer"),
-    "lr": _Setting("optim", "lr", chosen=True),
-    "schedule": _Setting("optim", "schedule"),
-    "lr_final": _Setting("optim", "lr_final"),
-    "lr_decay": _Setting("optim", "lr_decay"),
-    "decay_after": _Setting("optim", "decay_after"),
-    "weight_decay": _Setting("optim", "weight_decay", chosen=True),
-    "clip": _Setting("optim", "clip"),
-    "state_reset": _Setting("", "state_reset"),
-    "streams": _Setting("", "streams"),
-    "ema": _Setting("", "ema"),
-    "val_fraction": _Setting("", "val_fraction"),
-    "seed": _Setting("", "seed"),
-    "on_decode_error": _Setting("", "on_decode_error"),
-    "epochs": _Setting("", "epochs", kept=False),
-    "patience": _Setting("", "patience", kept=False),
-    "max_steps": _Setting("", "max_steps", kept=False),
-    "max_time": _Setting("", "max_time", kept=False),
-    "eval_every": _Setting("", "eval_every", chosen=True, kept=False),
-    "eval_chars": _Setting("", "eval_chars", kept=False),
-    "threads": _Setting("", "threads", kept=False),
-    "out_dir": _Setting("", "out_dir", kept=False),
-}
-# Options that define the model and schedule: fixed by a checkpoint when resuming.
-MODEL_OPTIONS = tuple(name for name, s in TRAIN_SETTINGS.items() if s.kept)
-# train options the recipe chooses unless given: option name -> TrainConfig.auto's name
-AUTO_OPTIONS = {name: s.field for name, s in TRAIN_SETTINGS.items() if s.chosen}
+from rnncli.errors import UsageError
+from rnncli.lm import settings
 
 
 @main.command(context_settings=CONTEXT)
@@ -175,33 +123,21 @@ def _given(ctx, name: str) -> bool:
     return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
-def _setting_value(cfg: TrainConfig, setting: _Setting):
-    return getattr(getattr(cfg, setting.part) if setting.part else cfg, setting.field)
-
-
 def _fresh_config(ctx) -> TrainConfig:
-    """The options as a TrainConfig; those the recipe chooses and that were left at their
-    defaults are named in auto."""
-    parts = {"model": {}, "optim": {}, "": {}}
-    for name, setting in TRAIN_SETTINGS.items():
-        parts[setting.part][setting.field] = ctx.params[name]
-    auto = tuple(field for name, field in AUTO_OPTIONS.items()
-                 if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT)
-    return TrainConfig(model=ModelConfig(**parts["model"]), optim=OptimConfig(**parts["optim"]), auto=auto,
-                       **parts[""])
+    left = {name for name in settings.TRAIN_SETTINGS
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT}
+    return settings.fresh_config(ctx.params, left)
 
 
 def _resumed_config(ctx, ckpt) -> TrainConfig:
-    """The checkpoint's configuration with the limits given now; a model or schedule option given
-    with another value than the checkpoint's is a usage error."""
-    cfg = ckpt.train_config({s.field: ctx.params[name] for name, s in TRAIN_SETTINGS.items()
-                             if not s.kept and _given(ctx, name)})
-    for name in MODEL_OPTIONS:
-        saved = _setting_value(cfg, TRAIN_SETTINGS[name])
-        if _given(ctx, name) and ctx.params[name] != saved:
-            raise click.UsageError(f"--{name.replace('_', '-')} {ctx.params[name]} differs from the checkpoint's "
-                                   f"{saved}; a resumed run keeps its model and schedule", ctx)
-    return cfg
+    try:
+        return settings.resumed_config(ckpt, ctx.params, _given_options(ctx))
+    except UsageError as e:
+        raise click.UsageError(str(e), ctx) from None
+
+
+def _given_options(ctx) -> set:
+    return {name for name in settings.TRAIN_SETTINGS if _given(ctx, name)}
 
 
 @main.command(context_settings=CONTEXT)
@@ -210,17 +146,21 @@ def _resumed_config(ctx, ckpt) -> TrainConfig:
 @click.option("--argmax", is_flag=True, help="Greedy decoding (same as --temp 0).")
 @click.option("-n", "--length", type=click.IntRange(min=1), default=1000, help="Characters to generate per sample.")
 @click.option("-p", "--prime", default="", show_default=False, help=r"Text to start from (escapes such as \n are understood).")
+@click.option("--prime-file", type=InputFile(), default=None, help="Start from the text of this UTF-8 file (at most 1 MiB, taken as written); instead of --prime.")
 @click.option("--seed", type=SEED, default=None, show_default="random", help="Random seed (printed, so a sample can be reproduced).")
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Independent samples to write, drawn together as one batch (faster than one by one; each is the text it would be alone).")
 @click.option("--top-k", type=click.IntRange(min=0), default=0, help="Draw only among the k likeliest characters (0 = all).")
+@click.option("--top-p", type=Finite(0, 1, min_open=True), default=1.0, help="Nucleus sampling: draw only among the likeliest characters whose probabilities add up to P, after --top-k (1 = all).")
 @click.option("--stop", default="", show_default=False, help=r"Stop a sample right after this text appears (escapes understood), e.g. '\n\n'.")
 @click.option("--drop-unknown", is_flag=True, help="Drop prime characters the model has never seen instead of failing.")
+@click.option("--interactive", is_flag=True, help="Type a prime, see its continuation, again and again (a terminal only); :temp, :topk, :topp, :n, :seed change the settings, :quit ends.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Where to look for the last run when no CHECKPOINT is given.")
 @click.option("--novelty", is_flag=True, help="Report on stderr what share of the samples' 10-, 20- and 50-character sequences occur verbatim in the training text.")
 @click.option("--corpus", "corpus_paths", type=InputFile(), multiple=True, show_default="the checkpoint's", help="Training text for --novelty (repeat for several files; implies --novelty).")
 @threads_option(help="CPU threads (0 = all cores); models of 1 MB of weights or more share each character's products among them.")
-def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, top_k, stop, drop_unknown, out_dir,
-           novelty, corpus_paths, threads):
+@click.pass_context
+def sample(ctx, checkpoint, temperature, argmax, length, prime, prime_file, seed, num_samples, top_k, top_p, stop,
+           drop_unknown, interactive, out_dir, novelty, corpus_paths, threads):
     """Generate text from a trained language model.
 
     With no CHECKPOINT, uses the best checkpoint of the most recent run under --out.
@@ -231,46 +171,47 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
     """
     if argmax:
         temperature = 0.0
+    if prime_file is not None and ctx.get_parameter_source("prime") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--prime-file and --prime cannot be given together; give one of them", ctx)
+    if interactive:
+        from rnncli.cli.interactive import refused
+
+        why = refused(ctx, sys.stdin)
+        if why:
+            raise click.UsageError(why, ctx)
     from rnncli import ui
     from rnncli.lm import sample as core
     from rnncli.lm.checkpoint import latest_best_checkpoint, load_lm
 
-    prime_text = core.decode_escapes(prime, "--prime")
+    prime_text = core.read_prime_file(prime_file) if prime_file is not None else core.decode_escapes(prime, "--prime")
     stop_text = core.decode_escapes(stop, "--stop")
     path = checkpoint or latest_best_checkpoint(out_dir)
     lm = load_lm(path)
-    ids = core.prime_ids(lm, prime_text, drop_unknown)
+    if interactive:
+        from rnncli.cli.interactive import Settings, converse
+
+        announce_compile()
+        converse(lm, path, Settings(temperature, top_k, top_p, length, seed), stop_text, drop_unknown, threads)
+        return
+    drawing = core.draw_samples(lm, prime_text, length, temperature, top_k, top_p, seed, num_samples, stop_text,
+                                drop_unknown, threads)
     if corpus_paths or novelty:  # found before any sampling time is spent
         corpus_paths = list(corpus_paths) or _training_corpus(lm.meta, path)
     announce_compile()
-    gen = core.Generator(lm, threads)
-    if seed is None:
-        import secrets
-
-        seed = secrets.randbelow(2**31)
-    ui.notice(f"Sampling from {path} (temperature {temperature:g}, seed {seed})")
-    import numpy as np
-
-    feed = ids if len(ids) else np.array([gen.start_token()], np.int32)
-    prefix = lm.vocab.decode(ids) if len(ids) else ""
-    generated = []
+    nucleus = f", top-p {top_p:g}" if top_p < 1 else ""
+    ui.notice(f"Sampling from {path} (temperature {temperature:g}{nucleus}, seed {drawing.seed})")
     if num_samples == 1:  # streamed as it comes
-        sys.stdout.write(prefix)
-        for piece in gen.stream(feed, length, temperature, top_k, np.random.default_rng([seed, 0]), stop_text):
+        generated = []
+        sys.stdout.write(drawing.prefix)
+        for (piece,) in drawing.pieces():
             sys.stdout.write(piece)
             sys.stdout.flush()
             generated.append(piece)
         generated = ["".join(generated)]
         sys.stdout.write("\n")
     else:  # drawn together, a batch at a time; sample i is the text it would be alone
-        for first in range(0, num_samples, core.BATCH_SAMPLES):
-            rngs = [np.random.default_rng([seed, i]) for i in range(first, min(num_samples, first + core.BATCH_SAMPLES))]
-            texts = [[] for _ in rngs]
-            for pieces in gen.stream_batch(feed, length, temperature, top_k, rngs, stop_text):
-                for text, piece in zip(texts, pieces):
-                    text.append(piece)
-            generated += ["".join(t) for t in texts]
-        sys.stdout.write("\n\n".join(prefix + text for text in generated) + "\n")
+        generated = drawing.texts()
+        sys.stdout.write("\n\n".join(drawing.prefix + text for text in generated) + "\n")
     sys.stdout.flush()
     if corpus_paths:
         from rnncli.lm.score import novelty as measure_novelty
@@ -279,7 +220,6 @@ def sample(checkpoint, temperature, argmax, length, prime, seed, num_samples, to
         on_error = config.get("on_decode_error") if isinstance(config, dict) else None
         rows = measure_novelty(generated, corpus_paths, on_error="replace" if on_error == "replace" else "strict")
         ui.print_novelty(rows, corpus_paths)
-
 
 def _training_corpus(meta: dict, path: str, instead: str = "give it with --corpus") -> list:
     """The text files a checkpoint was trained on, from its `corpus` record. A path that comes
