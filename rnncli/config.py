@@ -236,6 +236,15 @@ def model_config_from_dict(d: dict) -> ModelConfig:
 POOLINGS = ("last", "mean", "max")
 CLASS_WEIGHTS = ("auto", "none", "balanced")
 TOKENIZERS = ("word", "char")
+# language code -> the Snowball algorithm that stems it (data/languages.py has the rest of each
+# language's rules). English keeps Porter, the stemmer GloVe-matching by stem was measured with
+# (stemmed corpora such as WebKB and R8 use it).
+STEMMERS = {
+    "en": "porter", "fr": "french", "de": "german", "es": "spanish", "it": "italian", "pt": "portuguese",
+    "nl": "dutch", "ca": "catalan", "sv": "swedish", "da": "danish", "no": "norwegian", "fi": "finnish",
+    "ro": "romanian", "ru": "russian",
+}
+LANGUAGE_CHOICES = ("auto", *STEMMERS)
 GLOVE_MATCHES = ("auto", "exact", "stem")
 STEM_VECTORS = ("frequent", "weighted")
 
@@ -260,6 +269,9 @@ class ClassifyConfig:
     stem_vector: str = "frequent"  # a stem's vector: its most frequent GloVe word's, or "weighted" mean
     freeze_embeddings: bool = False
     tokens: str = "word"
+    # the word tokenizer's and the stemmer's language (data/languages.py); "auto" is detected
+    # from the training texts and replaced by the language found
+    language: str = "auto"
     min_freq: int = 2
     max_vocab: int = 50_000
     max_len: int = 400  # tokens kept from the start of each text
@@ -290,6 +302,8 @@ class ClassifyConfig:
         self.model().validate()
         _check(self.pooling in POOLINGS, f"pooling: {self.pooling!r} is not one of {', '.join(POOLINGS)}")
         _check(self.tokens in TOKENIZERS, f"tokens: {self.tokens!r} is not one of {', '.join(TOKENIZERS)}")
+        _check(self.language in LANGUAGE_CHOICES,
+               f"language: {self.language!r} is not one of {', '.join(LANGUAGE_CHOICES)}")
         _check(isinstance(self.bidirectional, bool), "bidirectional: must be true or false")
         _check(isinstance(self.dense, tuple) and len(self.dense) <= MAX_LAYERS
                and all(_whole(d, 1, MAX_SIZE) for d in self.dense),

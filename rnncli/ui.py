@@ -250,6 +250,8 @@ class ClassifyReporter(_BarReporter):
                   f"vocabulary {info['vocab']:,}; {info['params']:,} parameters.", markup=False)
         if skipped:
             err.print(f"Skipped: {'; '.join(skipped)}.", markup=False)
+        if info.get("language"):
+            err.print(f"Language {info['language']} ({info['language_why']}).", markup=False)
         if info["truncated"]:
             err.print(f"{info['truncated']} texts were cut to --max-len tokens.", markup=False)
         if info["class_weights"] == "balanced":

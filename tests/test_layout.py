@@ -73,8 +73,10 @@ MAY_IMPORT = {
     "classify": {"errors", "config", "memory", "data", "engine"},
     "tools": {"errors", "config", "memory", "data", "engine", "lm", "classify"},
     "ui": {"errors", "config"},
-    "cli": {"errors", "config", "memory", "data", "engine", "lm", "classify", "tools", "ui", "__init__"},
-    "__init__": {"errors", "config", "engine"},
+    "export": {"errors", "config", "memory", "data", "engine", "lm", "tools"},
+    "cli": {"errors", "config", "memory", "data", "engine", "lm", "classify", "tools", "export", "ui", "__init__"},
+    "api": {"errors", "config", "memory", "data", "engine", "lm", "classify"},
+    "__init__": {"errors", "config", "engine", "api"},
     "__main__": {"cli"},
 }
 

@@ -242,7 +242,8 @@ class Classifier:
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids for the recurrent model (the n-gram path reads the texts themselves)."""
         index = self.vocab.index()
-        return [self.vocab.encode(tokenize(t, self.cfg.tokens), index, self.cfg.max_len) for t in texts]
+        return [self.vocab.encode(tokenize(t, self.cfg.tokens, self.cfg.language), index, self.cfg.max_len)
+                for t in texts]
 
     def rnn_log_proba(self, seqs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """The recurrent model's log class probabilities (N, C), no dropout; batches of similar length."""

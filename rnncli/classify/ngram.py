@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnncli.config import STEMMERS
 from rnncli.data.words import tokenize
 from rnncli.memory import require_bytes
 
@@ -104,22 +105,23 @@ class NgramFeatures:
     words: Block
     chars: Block | None
     n_max: int
+    language: str = "en"  # the word tokenizer's (config.STEMMERS)
 
     @staticmethod
-    def grams(texts: list[str], n_max: int, with_chars: bool) -> tuple[list, list | None]:
-        word_grams = [ngrams(tokenize(t, "word"), n_max) for t in texts]
+    def grams(texts: list[str], n_max: int, with_chars: bool, language: str = "en") -> tuple[list, list | None]:
+        word_grams = [ngrams(tokenize(t, "word", language), n_max) for t in texts]
         if not with_chars:
             return word_grams, None
         cache: dict = {}
         return word_grams, [char_grams(t, cache) for t in texts]
 
     @classmethod
-    def fit_transform(cls, texts: list[str], n_max: int = 2, min_df: int = 2,
-                      chars: bool = True) -> tuple["NgramFeatures", object]:
+    def fit_transform(cls, texts: list[str], n_max: int = 2, min_df: int = 2, chars: bool = True,
+                      language: str = "en") -> tuple["NgramFeatures", object]:
         """The features fitted on texts, and the texts' matrix (as transform would give it)."""
-        word_grams, char_lists = cls.grams(texts, n_max, chars)
+        word_grams, char_lists = cls.grams(texts, n_max, chars, language)
         features = cls(Block.fit(word_grams, min_df),
-                       Block.fit(char_lists, min_df, MAX_CHAR_TERMS) if chars else None, n_max)
+                       Block.fit(char_lists, min_df, MAX_CHAR_TERMS) if chars else None, n_max, language)
         return features, features._matrix(word_grams, char_lists)
 
     @property
@@ -128,7 +130,7 @@ class NgramFeatures:
 
     def transform(self, texts: list[str]):
         """CSR matrix (N, F) of unit-length rows: the blocks side by side."""
-        return self._matrix(*self.grams(texts, self.n_max, self.chars is not None))
+        return self._matrix(*self.grams(texts, self.n_max, self.chars is not None, self.language))
 
     def _matrix(self, word_grams: list, char_lists: list | None):
         from scipy import sparse
@@ -226,7 +228,7 @@ class NgramPath:
         f = self.features
         return {"terms": "\n".join(f.words.terms), "n_max": f.n_max,
                 "char_terms": None if f.chars is None else "\n".join(f.chars.terms),
-                "C": self.C, "alpha": self.alpha, "scale": self.scale}
+                "C": self.C, "alpha": self.alpha, "scale": self.scale, "language": f.language}
 
 
 def mix(rnn_log_proba: np.ndarray, ngram_log_proba: np.ndarray, alpha: float, scale: float) -> np.ndarray:
@@ -249,11 +251,11 @@ class Candidates:
 
 
 def fit_candidates(texts_fit: list, y_fit: np.ndarray, w_fit: np.ndarray, texts_val: list, n_classes: int,
-                   n_max: int = 2, min_df: int = 2) -> Candidates:
+                   n_max: int = 2, min_df: int = 2, language: str = "en") -> Candidates:
     import time
 
     started = time.perf_counter()
-    features, X_fit = NgramFeatures.fit_transform(texts_fit, n_max, min_df)
+    features, X_fit = NgramFeatures.fit_transform(texts_fit, n_max, min_df, language=language)
     require_bytes(fit_bytes(n_classes, X_fit.shape[1]),
                   f"the n-gram model of {n_classes:,} classes x {X_fit.shape[1]:,} features",
                   "give --ngram 0 (the recurrent model alone) or merge rare classes")
@@ -327,4 +329,7 @@ def path_from_checkpoint(arrays: dict, meta: dict, n_classes: int) -> NgramPath:
     n_max, C, alpha, scale = meta["n_max"], float(meta["C"]), float(meta["alpha"]), float(meta["scale"])
     if not (isinstance(n_max, int) and 1 <= n_max <= 5 and 0 <= alpha <= 1 and 0 < scale <= 100):
         raise ValueError("n-gram settings out of range")
-    return NgramPath(NgramFeatures(words, chars, n_max), LinearModel(W, b), C, alpha, scale)
+    language = meta.get("language", "en")  # saved before languages: English rules
+    if language not in STEMMERS:
+        raise ValueError(f"language {language!r} is not one rnncli knows")
+    return NgramPath(NgramFeatures(words, chars, n_max, language), LinearModel(W, b), C, alpha, scale)

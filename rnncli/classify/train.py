@@ -43,6 +43,7 @@ from rnncli.classify.ngram import (
 )
 from rnncli.config import ClassifyConfig
 from rnncli.data.files import unusable_input
+from rnncli.data.languages import detect_language
 from rnncli.data.vectors import match_glove
 from rnncli.data.words import LabelledData, TokenVocab, read_labelled, tokenize
 from rnncli.engine import model as M
@@ -180,6 +181,7 @@ def train_classifier(cfg: ClassifyConfig, data_path: str, test_path: str | None,
     blas.set_threads(cfg.threads)
     started = time.perf_counter()
     texts, rng = _read_training_texts(cfg, data_path, test_path)
+    cfg = replace(cfg, language=texts.language)  # the checkpoint keeps the language found
     vocab = TokenVocab.build([texts.tokens[i] for i in texts.train_idx], cfg.min_freq, cfg.max_vocab)
     cfg, vectors, coverage = _match_vectors(cfg, texts, vocab)
     model = _set_up_model(cfg, texts, vocab, vectors, rng)
@@ -227,6 +229,8 @@ class _TrainingTexts:
     train_idx: np.ndarray
     val_idx: np.ndarray
     tokens: list  # token list of each text
+    language: str  # the tokenizer's and stemmer's (config.STEMMERS), never "auto"
+    language_why: str  # how it was chosen
 
     def texts(self, idx) -> list[str]:
         return [self.data.texts[i] for i in idx]
@@ -254,8 +258,16 @@ def _read_training_texts(cfg: ClassifyConfig, data_path: str,
     rng, train_idx, val_idx = split_for(cfg, y_all)
     if len(val_idx) == 0:
         raise CorpusError(f"{name}: too few texts to hold out a validation split")
-    tokens = [tokenize(t, cfg.tokens) for t in data.texts]
-    return _TrainingTexts(name, data, labels, y_all, train_idx, val_idx, tokens), rng
+    language, why = _language(cfg, data.texts)
+    tokens = [tokenize(t, cfg.tokens, language) for t in data.texts]
+    return _TrainingTexts(name, data, labels, y_all, train_idx, val_idx, tokens, language, why), rng
+
+
+def _language(cfg: ClassifyConfig, texts: list[str]) -> tuple[str, str]:
+    """(language, why): the one asked for, or with "auto" the one detected from the texts."""
+    if cfg.language != "auto":
+        return cfg.language, "asked (--language)"
+    return detect_language(tokenize(t, "word") for t in texts)
 
 
 def _match_vectors(cfg: ClassifyConfig, texts: _TrainingTexts,
@@ -265,7 +277,7 @@ def _match_vectors(cfg: ClassifyConfig, texts: _TrainingTexts,
     if not cfg.glove:
         return cfg, None, None
     glove = match_glove(cfg.glove, vocab, [texts.tokens[i] for i in texts.train_idx], cfg.glove_match,
-                        cfg.glove_dim, cfg.stem_vector)
+                        cfg.glove_dim, cfg.stem_vector, cfg.language)
     if glove.dim != cfg.embedding_size:
         cfg = replace(cfg, embedding_size=glove.dim)
     coverage = {**glove.coverage, "match": glove.match, "why": glove.why, "source": glove.source,
@@ -336,6 +348,7 @@ def _run_info(cfg: ClassifyConfig, texts: _TrainingTexts, model: _Model, coverag
             "embedding_size": cfg.embedding_size,
             "class_counts": np.bincount(texts.y_all, minlength=len(labels)).tolist(),
             "class_weights": model.weighting, "auto_weights": cfg.class_weights == "auto", "ngram": cfg.ngram,
+            "language": texts.language, "language_why": texts.language_why,
             "rare": [(labels[c], int(n)) for c, n in enumerate(train_counts) if n < RARE_CLASS]}
 
 
@@ -348,7 +361,7 @@ def _fit_ngram_candidates(cfg: ClassifyConfig, texts: _TrainingTexts, model: _Mo
     reporter.stage("fitting the n-gram path on the training texts")
     cw = model.class_weights
     candidates = fit_candidates(texts.texts(texts.train_idx), model.y_train, cw[model.y_train],
-                                texts.texts(texts.val_idx), len(texts.labels), cfg.ngram)
+                                texts.texts(texts.val_idx), len(texts.labels), cfg.ngram, language=cfg.language)
     return candidates, 1.5 * candidates.seconds_per_fit  # for its refit on training + validation texts
 
 
@@ -561,6 +574,7 @@ def load_classifier(path: str) -> Classifier:
         raw = dict(meta["config"])
         raw["dense"] = tuple(raw["dense"])
         raw.setdefault("ngram", 0)  # saved before the n-gram path existed
+        raw.setdefault("language", "en")  # saved before languages: English rules
         cfg = ClassifyConfig(**raw).validate()
         if not all(isinstance(v, list) and all(isinstance(t, str) for t in v)
                    for v in (meta["labels"], meta["vocab"])):

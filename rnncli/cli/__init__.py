@@ -4,7 +4,7 @@ Core modules are imported inside the commands so `rnn --help` never loads numpy 
 Each command family has its module; importing them registers their commands on the group.
 """
 
-from rnncli.cli import classify, lm, tools  # noqa: F401  (register the commands)
+from rnncli.cli import classify, export, info, lm, tools  # noqa: F401  (register the commands)
 from rnncli.cli.group import main
 
 __all__ = ["main"]

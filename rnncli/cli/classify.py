@@ -25,6 +25,7 @@ from rnncli.config import (
     CELLS,
     CLASS_WEIGHTS,
     GLOVE_MATCHES,
+    LANGUAGE_CHOICES,
     MAX_LAYERS,
     MAX_SIZE,
     OPTIMIZERS,
@@ -73,10 +74,11 @@ def _comma_ints(ctx, param, value):
 @click.option("--embedding-size", type=click.IntRange(1, MAX_SIZE), default=C_DEF.embedding_size, help="Word vector size (the GloVe file's, when one is given).")
 @click.option("--glove", type=InputFile(), default=None, help="Start word vectors from a GloVe text file (word v1 ... vd) or the glove.6B.zip archive.")
 @click.option("--glove-dim", type=click.IntRange(0, MAX_SIZE), default=C_DEF.glove_dim, help="Vector size to read from a GloVe zip archive (0 = its only file); checked against a text file.")
-@click.option("--glove-match", type=click.Choice(GLOVE_MATCHES), default=C_DEF.glove_match, help="Match words to GloVe exactly or by Porter stem (stemmed corpora); auto: by stem when that covers 10 points more of the tokens.")
+@click.option("--glove-match", type=click.Choice(GLOVE_MATCHES), default=C_DEF.glove_match, help="Match words to GloVe exactly or by stem (stemmed corpora; Porter for English, the Snowball stemmer of --language otherwise); auto: by stem when that covers 10 points more of the tokens.")
 @click.option("--stem-vector", type=click.Choice(STEM_VECTORS), default=C_DEF.stem_vector, help="A stem's vector: its most frequent GloVe word's, or the mean of its words weighted by frequency.")
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the (GloVe) word vectors fixed.")
 @click.option("--tokens", type=click.Choice(TOKENIZERS), default=C_DEF.tokens, help="Split texts into lower-cased words or characters.")
+@click.option("--language", type=click.Choice(LANGUAGE_CHOICES), default=C_DEF.language, help="The texts' language: the word tokenizer's rules (French and Italian elisions split: l'école is l' + école) and the stemmer GloVe words are matched by; auto detects it from the texts.")
 @click.option("--min-freq", type=click.IntRange(min=1), default=C_DEF.min_freq, help="Tokens seen fewer times in training become <unk>.")
 @click.option("--max-vocab", type=click.IntRange(min=3), default=C_DEF.max_vocab, help="Largest vocabulary kept (most frequent first).")
 @click.option("--max-len", type=click.IntRange(min=1), default=C_DEF.max_len, help="Tokens kept from the start of each text.")
@@ -98,7 +100,7 @@ def _comma_ints(ctx, param, value):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=T_DEF.out_dir, help="Directory for the run folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch summaries.")
 def classify_train(data, test_path, cell, hidden_size, layers, bidirectional, pooling, dense, dropout,
-                   embedding_size, glove, glove_dim, glove_match, stem_vector, freeze_embeddings, tokens, min_freq, max_vocab, max_len, batch_size,
+                   embedding_size, glove, glove_dim, glove_match, stem_vector, freeze_embeddings, tokens, language, min_freq, max_vocab, max_len, batch_size,
                    epochs, patience, optimizer, lr, weight_decay, clip, class_weights, max_time, baseline, ngram, val_fraction, seed,
                    threads, on_decode_error, out_dir, quiet):
     """Train a text classifier on DATA (`label<TAB>text` per line).
@@ -116,7 +118,7 @@ def classify_train(data, test_path, cell, hidden_size, layers, bidirectional, po
     cfg = ClassifyConfig(cell=cell, hidden_size=hidden_size, num_layers=layers, bidirectional=bidirectional,
                          pooling=pooling, dense=dense, dropout=dropout, embedding_size=embedding_size,
                          glove=glove or "", glove_dim=glove_dim, glove_match=glove_match, stem_vector=stem_vector,
-                         freeze_embeddings=freeze_embeddings, tokens=tokens, min_freq=min_freq,
+                         freeze_embeddings=freeze_embeddings, tokens=tokens, language=language, min_freq=min_freq,
                          max_vocab=max_vocab, max_len=max_len, batch_size=batch_size, epochs=epochs,
                          patience=patience, optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip=clip,
                          class_weights=class_weights, ngram=ngram, max_time=max_time, val_fraction=val_fraction, seed=seed, threads=threads,

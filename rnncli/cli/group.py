@@ -9,11 +9,12 @@ import click
 
 from rnncli import __version__
 from rnncli.cli import streams
-from rnncli.cli.options import CONTEXT
-from rnncli.errors import RnnError
+from rnncli.cli.options import CONTEXT, InputFile
+from rnncli.errors import ConfigError, RnnError
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+CONFIG_MAX_BYTES = 1 << 20  # a settings file is a few lines
 
 
 class RnnGroup(click.Group):
@@ -67,18 +68,100 @@ class RnnGroup(click.Group):
 @click.group(cls=RnnGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.option("--config", "config_file", type=InputFile(), default=None, metavar="FILE.toml", help="Option values for the commands, a TOML table per command ([train], [sample], [classify.train], ...); the command line wins.")
 @click.pass_context
-def main(ctx, debug):
+def main(ctx, debug, config_file):
     """Train, sample and check recurrent neural networks on the CPU.
 
     \b
     rnn train                   train a character model on the bundled corpus
     rnn sample --temp 0.8       write text with the best model of the last run
     rnn eval best.npz text.txt  a model's loss on any text (bits/char, perplexity)
+    rnn info best.npz           what a checkpoint holds: model, vocabulary, run, scores
     rnn gradcheck               check every analytic gradient numerically
     rnn classify train FILE     label texts (train, then eval or predict)
     rnn bench                   measure training and sampling speed here
     rnn report                  an HTML report of the last run (curves, units, gradients)
+    rnn export best.npz --html p.html  the model as a web page (or --onnx FILE)
     rnn sweep FILE --grid lr=1e-3,3e-3   many trainings (local or Dask), ranked
     """
     ctx.obj = {"debug": debug}
+    if config_file is not None:
+        # Click looks up every parameter it is not given in the context's default_map, and a
+        # command's context takes its table of its parent's map
+        ctx.default_map = config_defaults(config_file, ctx.command)
+
+
+def config_defaults(path: str, group: click.Group) -> dict:
+    """A TOML file of option values as Click's default_map: {command: {parameter name: value}},
+    nested for the commands of a group ([classify.train]). Keys are option names without their
+    dashes (hidden-size or hidden_size, also the short ones: n) or argument names. An unknown
+    command or key is a usage error naming the file and the key; a file that cannot be read, is
+    larger than CONFIG_MAX_BYTES, or is not UTF-8 or not TOML is one error line."""
+    from rnncli.data.files import read_small_text
+
+    text = read_small_text(path, "a TOML file", CONFIG_MAX_BYTES, "a settings file holds a few option values",
+                           ConfigError)
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ConfigError("--config needs Python 3.11, or the tomli package (pip install tomli)") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not TOML ({e})") from None
+    return _command_defaults(path, group, table, [])
+
+
+def _command_defaults(path: str, command: click.Command, table: dict, where: list) -> dict:
+    """table's values by parameter name for command (where: the command's names so far)."""
+    out = {}
+    spelled = _spellings(command) if where else {}  # the group itself takes no values from the file
+    for key, value in table.items():
+        if isinstance(command, click.Group) and isinstance(value, dict):
+            sub = command.commands.get(key)
+            if sub is None:
+                known = ", ".join(f"[{'.'.join(where + [c])}]" for c in sorted(command.commands))
+                raise click.UsageError(f"{path}: [{'.'.join(where + [key])}] is not a command of "
+                                       f"`rnn{''.join(' ' + w for w in where)}`; the tables are {known}")
+            out[key] = _command_defaults(path, sub, value, where + [key])
+            continue
+        if not where:
+            raise click.UsageError(f"{path}: {key!r} is outside a command's table; put it under one, "
+                                   f"e.g. [train]")
+        found = spelled.get(key.replace("-", "_"))
+        if found is None:
+            raise click.UsageError(f"{path}: [{'.'.join(where)}] has no option {key!r}; "
+                                   f"`rnn {' '.join(where)} --help` lists them")
+        param, negated = found
+        if param.name in out:
+            raise click.UsageError(f"{path}: [{'.'.join(where)}] sets {param.name.replace('_', '-')!r} twice")
+        if isinstance(value, dict):
+            raise click.UsageError(f"{path}: [{'.'.join(where)}] {key!r} is a table; give it a value")
+        if negated:
+            if not isinstance(value, bool):
+                raise click.UsageError(f"{path}: [{'.'.join(where)}] {key!r} takes true or false")
+            value = not value
+        if getattr(param, "multiple", False) and not isinstance(value, list):
+            value = [value]
+        out[param.name] = value
+    return out
+
+
+def _spellings(command: click.Command) -> dict:
+    """Every way a key may name one of command's parameters -> (parameter, negated): its name,
+    and each of its options without the dashes, with - read as _ (--no-x style ones negated).
+    --help and --version are not settings."""
+    found = {}
+    for param in command.params:
+        if param.is_eager or not param.expose_value:
+            continue
+        found[param.name] = (param, False)
+        for opt in getattr(param, "opts", []):
+            found[opt.lstrip("-").replace("-", "_")] = (param, False)
+        for opt in getattr(param, "secondary_opts", []):
+            found[opt.lstrip("-").replace("-", "_")] = (param, True)
+    return found

@@ -37,8 +37,21 @@ from rnncli.errors import UsageError
 from rnncli.lm import settings
 
 
+class _CorpusPath(click.Path):
+    """A text file (regular, or a link to one) or a folder of them; `rnn train`'s CORPUS."""
+
+    def __init__(self):
+        super().__init__(exists=True)
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not os.path.isdir(rv):
+            rv = InputFile().convert(rv, param, ctx)
+        return rv
+
+
 @main.command(context_settings=CONTEXT)
-@click.argument("corpus", required=False, type=InputFile())
+@click.argument("corpus", nargs=-1, type=_CorpusPath())
 @click.option("--cell", type=click.Choice(CELLS), default=M_DEF.cell, show_default=f"chosen: gru for texts of {GRU_FROM_CHARS:,} characters and more; {M_DEF.cell} below", help="Recurrent cell.")
 @click.option("--hidden-size", type=click.IntRange(1, MAX_SIZE), default=M_DEF.hidden_size, show_default=f"chosen for the corpus and budget; {M_DEF.hidden_size} without one", help="Units per layer (rnn_size).")
 @click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=M_DEF.num_layers, show_default=f"chosen; {M_DEF.num_layers} without a budget", help="Stacked recurrent layers (num_layers).")
@@ -69,20 +82,39 @@ from rnncli.lm import settings
 @click.option("--seed", type=SEED, default=T_DEF.seed, help="Random seed.")
 @threads_option(T_DEF.threads)
 @click.option("--resume", type=InputFile(), default=None, help="Continue a run from its checkpoint, exactly where it stopped.")
+@click.option("--init-from", type=InputFile(), default=None, help="Start a new run from this checkpoint's weights, model shape and vocabulary (fine-tuning); optimizer, schedule and the other options start afresh.")
+@click.option("--map-unknown", is_flag=True, help="With --init-from: leave out the characters of CORPUS that are not in the checkpoint's vocabulary (counted) instead of failing.")
+@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard event files under RUN/tensorboard/ (needs tensorboardX).")
 @click.option("--on-decode-error", type=click.Choice(["strict", "replace"]), default=T_DEF.on_decode_error, help="Invalid UTF-8: stop with an error, or replace with U+FFFD.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation summaries; the one-line result is still printed.")
 @click.pass_context
-def train(ctx, corpus, resume, quiet, **options):
-    """Train a character-level language model on a UTF-8 text file.
+def train(ctx, corpus, resume, init_from, map_unknown, tensorboard, quiet, **options):
+    """Train a character-level language model on UTF-8 text files.
 
-    With no CORPUS, trains on the English and French texts bundled with rnncli.
-    The best (lowest validation loss) and latest checkpoints go to OUT/<name>-<cell>-<time>/.
+    CORPUS is one or more text files or folders (a folder means its *.txt files), read one
+    after the other. With no CORPUS, trains on the English and French texts bundled with rnncli.
+    The best (lowest validation loss) and latest checkpoints, and a log of every evaluation
+    (metrics.jsonl, metrics.csv), go to OUT/<name>-<cell>-<time>/.
 
     \b
     Example:  rnn train input.txt --cell lstm --hidden-size 256 --max-time 10m
+              rnn train --init-from runs/big-gru-.../best.npz poems.txt --max-time 2m
     """
     from rnncli import ui
+    from rnncli.data.corpus import corpus_files
 
+    if init_from and resume:
+        raise click.UsageError("--init-from cannot be given with --resume: a resumed run continues its own "
+                               "weights; --init-from starts a new run from a checkpoint's", ctx)
+    if map_unknown and not init_from:
+        raise click.UsageError("--map-unknown applies to --init-from only (the vocabulary a checkpoint fixes)", ctx)
+    if tensorboard:
+        from rnncli.lm.runlog import require_tensorboard
+
+        try:
+            require_tensorboard()
+        except UsageError as e:
+            raise click.UsageError(str(e), ctx) from None
     if resume:
         from rnncli.lm.checkpoint import read_lm_checkpoint
 
@@ -92,11 +124,17 @@ def train(ctx, corpus, resume, quiet, **options):
                                    "resume from the copy", ctx)
         resume = read_lm_checkpoint(resume)  # read once: the run goes on from what is read here
         cfg = _resumed_config(ctx, resume)
-        paths = [corpus] if corpus else _training_corpus(resume.meta, resume.path, "give the CORPUS to resume on")
+        paths = corpus_files(corpus) if corpus else _training_corpus(resume.meta, resume.path,
+                                                                     "give the CORPUS to resume on")
     else:
         cfg = _fresh_config(ctx)
+        if init_from:
+            from rnncli.lm.checkpoint import read_lm_checkpoint
+
+            init_from = read_lm_checkpoint(init_from)
+            cfg = _init_from_config(ctx, cfg, init_from)
         if corpus:
-            paths = [corpus]
+            paths = corpus_files(corpus)
         else:
             from rnncli.data.chars import default_corpus_files
 
@@ -105,7 +143,8 @@ def train(ctx, corpus, resume, quiet, **options):
     announce_compile()
     from rnncli.lm.train import train as run_training
 
-    result = run_training(cfg, paths, resume=resume, reporter=ui.TrainReporter(quiet))
+    result = run_training(cfg, paths, resume=resume, reporter=ui.TrainReporter(quiet), init_from=init_from,
+                          map_unknown=map_unknown, tensorboard=tensorboard)
     if result.rank:  # under mpiexec, rank 0 alone reports
         return
     if not quiet or result.stop_reason == "interrupted":
@@ -120,7 +159,9 @@ def train(ctx, corpus, resume, quiet, **options):
 
 
 def _given(ctx, name: str) -> bool:
-    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    """Whether the user set the option: on the command line, or in the --config file."""
+    source = ctx.get_parameter_source(name)
+    return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.DEFAULT_MAP)
 
 
 def _fresh_config(ctx) -> TrainConfig:
@@ -132,6 +173,13 @@ def _fresh_config(ctx) -> TrainConfig:
 def _resumed_config(ctx, ckpt) -> TrainConfig:
     try:
         return settings.resumed_config(ckpt, ctx.params, _given_options(ctx))
+    except UsageError as e:
+        raise click.UsageError(str(e), ctx) from None
+
+
+def _init_from_config(ctx, cfg: TrainConfig, ckpt) -> TrainConfig:
+    try:
+        return settings.init_from_config(cfg, ckpt.model().cfg, ctx.params, _given_options(ctx))
     except UsageError as e:
         raise click.UsageError(str(e), ctx) from None
 

@@ -166,7 +166,9 @@ def sweep(ctx, train_args, grids, random_trials, workers, threads, address, out_
         long = [o for o in p.opts if o.startswith("--")][0]
         base_args += [long] if p.is_flag else [long, _arg(tctx.params[p.name])]
     if tctx.params.get("corpus"):
-        paths = [tctx.params["corpus"]]
+        from rnncli.data.corpus import corpus_files
+
+        paths = corpus_files(tctx.params["corpus"])
     else:
         from rnncli.data.chars import default_corpus_files
 

@@ -17,6 +17,29 @@ from rnncli.data.files import check_target, open_input
 from rnncli.errors import CorpusError, RnnError
 
 
+def corpus_files(args) -> list[str]:
+    """The text files that CORPUS arguments name, in order: a file as itself, a folder as its
+    `*.txt` files (sorted by name, not in subfolders, regular files or links to them; names
+    starting with a dot left out, as the shell's *.txt leaves them). Each file stays one part
+    of the corpus, read one after the other, as the bundled corpus's files are. A folder holding
+    none is a CorpusError."""
+    paths = []
+    for arg in args:
+        if not os.path.isdir(arg):
+            paths.append(arg)
+            continue
+        try:
+            names = sorted(os.listdir(arg))
+        except OSError as e:
+            raise CorpusError(f"{arg}: cannot list the folder ({e.strerror or e})") from None
+        found = [os.path.join(arg, n) for n in names
+                 if n.endswith(".txt") and not n.startswith(".") and os.path.isfile(os.path.join(arg, n))]
+        if not found:
+            raise CorpusError(f"{arg}: no .txt files in this folder; give text files or a folder holding some")
+        paths += found
+    return paths
+
+
 def _blocks(paths: list[str], on_error: str):
     for path in paths:
         yield from iter_text_blocks(path, on_error)
@@ -52,7 +75,8 @@ def scan_vocab(paths: list[str], on_error: str = "strict") -> Vocab:
     return Vocab("".join(map(chr, np.flatnonzero(seen).tolist())))
 
 
-def _encoded_blocks(paths: list[str], on_error: str, vocab: Vocab, drop_unknown: bool, dropped: dict):
+def _encoded_blocks(paths: list[str], on_error: str, vocab: Vocab, drop_unknown: bool, dropped: dict,
+                    unknown_hint: str = ""):
     """Yield the ids of each block of the files, in order (see load_corpus)."""
     path = paths[0] if len(paths) == 1 else os.path.dirname(paths[0]) or "corpus"
     dtype = _id_dtype(vocab.size)
@@ -82,11 +106,11 @@ def _encoded_blocks(paths: list[str], on_error: str, vocab: Vocab, drop_unknown:
         # Counted, never quoted: the file may be one a checkpoint named rather than one the
         # user chose, and an error message must not become a way to read it.
         raise CorpusError(f"{path}: {outside:,} of its {seen:,} characters ({len(unknown):,} distinct) are "
-                          f"not in the model's vocabulary, the first at character {first:,}")
+                          f"not in the model's vocabulary, the first at character {first:,}{unknown_hint}")
 
 
 def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None = None,
-                drop_unknown: bool = False, cache: bool = False) -> Corpus:
+                drop_unknown: bool = False, cache: bool = False, unknown_hint: str = "") -> Corpus:
     """Two streamed passes over the files, in order: collect the vocabulary (unless given),
     then encode. With a given vocabulary (resuming), characters outside it are an error, or
     with drop_unknown left out of the ids and counted in Corpus.dropped (scoring a text).
@@ -95,6 +119,8 @@ def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None 
     marks code points in a table instead of sorting blocks, the encoding pass looks ids up in a
     table and writes them straight into an array sized from the files (a UTF-8 character takes
     at least one byte), whose untouched tail is never paged in.
+
+    unknown_hint: appended to the error about characters outside a given vocabulary (what to do).
 
     cache=True (training): corpora of CACHE_MIN_BYTES or more get their ids from a
     memory-mapped cache file (see cached_ids), built on the first run and checked on every
@@ -112,7 +138,7 @@ def load_corpus(paths: list[str], on_error: str = "strict", vocab: Vocab | None 
     ids = np.empty(sum(_size(p) for p in paths), dtype)
     n = 0
     dropped = {}
-    for block in _encoded_blocks(paths, on_error, vocab, drop_unknown, dropped):
+    for block in _encoded_blocks(paths, on_error, vocab, drop_unknown, dropped, unknown_hint):
         if n + len(block) > len(ids):  # the file grew while it was read
             grown = np.empty(max(2 * len(ids), n + len(block)), dtype)
             grown[:n] = ids[:n]

@@ -25,6 +25,23 @@ def open_input(path: str, wanted: str):
         raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
+def read_small_text(path: str, wanted: str, limit: int, too_large: str, error=CorpusError) -> str:
+    """The whole of a small UTF-8 file (a settings file, a prime): a regular file (open_input)
+    of at most `limit` bytes, read bounded; larger is one `error` line ending with too_large
+    (what to do instead), as is a byte that is not UTF-8."""
+    with open_input(path, wanted) as f:
+        try:
+            raw = f.read(limit + 1)
+        except OSError as e:
+            raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(raw) > limit:
+        raise error(f"{path}: larger than {limit >> 20} MiB; {too_large}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 at byte {e.start} (0x{raw[e.start]:02x}); re-save it as UTF-8") from None
+
+
 def special_file(path: str) -> str:
     """What path is when it is not a regular file ("a directory", "a named pipe", ...), else "".
 

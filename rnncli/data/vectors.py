@@ -1,15 +1,18 @@
-"""Pretrained word vectors (GloVe text files, zipped or not) matched to a word vocabulary,
-with stemming on a process pool when the vectors' words are stemmed to match.
+"""Pretrained word vectors matched to a word vocabulary: GloVe text files and word2vec /
+fastText `.vec` files (a first line `count dimension`), zipped or not, with stemming (in the
+corpus's language) on a process pool when the vectors' words are stemmed to match.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
+from rnncli.config import STEMMERS
 from rnncli.data.chars import BLOCK_BYTES, BOM
 from rnncli.data.files import open_input
 from rnncli.data.words import WORD_PATTERN, TokenVocab
@@ -70,7 +73,7 @@ def load_glove(path: str, vocab: TokenVocab) -> tuple[np.ndarray | None, int, in
 
 
 def match_glove(path: str, vocab: TokenVocab, token_lists=(), match: str = "auto", dim: int = 0,
-                stem_vector: str = "frequent") -> GloveMatch:
+                stem_vector: str = "frequent", language: str = "en") -> GloveMatch:
     """Vectors for the vocabulary's tokens, matched to GloVe words exactly or by Porter stem.
 
     match="stem": a token takes the vectors of the GloVe words whose Porter stem it is (for a
@@ -86,7 +89,7 @@ def match_glove(path: str, vocab: TokenVocab, token_lists=(), match: str = "auto
     the first is an error naming the line.
     """
     index = vocab.index()
-    stems = _StemFilter(vocab.tokens[2:]) if match in ("auto", "stem") else None
+    stems = _StemFilter(vocab.tokens[2:], STEMMERS[language]) if match in ("auto", "stem") else None
     name, nbytes, blocks = _glove_blocks(path, dim)
     by_stem = None if stems is None else _StemVectors(vocab.size, stem_vector, name)
     exact, rank = _read_glove(name, blocks, index, vocab.size, dim, stems, by_stem,
@@ -140,6 +143,7 @@ def _read_glove(name: str, blocks, index: dict, size: int, dim: int, stems: _Ste
     """(exact vectors (V, d) float32 with NaN rows for tokens not found, vector lines read); the
     words that stem to a token go to by_stem, through a _StemQueue for those only Porter places."""
     width = 0
+    header = 0  # the dimension a .vec file's first line declares
     rank = 0
     exact = None
     queue = None if stems is None else _StemQueue(stems, index, by_stem.add, parallel)
@@ -155,7 +159,13 @@ def _read_glove(name: str, blocks, index: dict, size: int, dim: int, stems: _Ste
                 if cut < 0:
                     raise CorpusError(f"{name}: line {line_no} has no vector values")
                 n = line.count(b" ", cut)
+                if not width and not header and n == 1 and line[:cut].isdigit() and line[cut + 1:].isdigit():
+                    # word2vec / fastText text format (.vec): a first line `count dimension`
+                    header = int(line[cut + 1:])
+                    continue
                 if not width:
+                    if header and n != header:
+                        raise CorpusError(f"{name}: line {line_no} has {n} values; the header line says {header}")
                     if n > MAX_VECTOR_DIM:
                         raise CorpusError(f"{name}: line {line_no} has {n:,} values; word vectors have at "
                                           f"most {MAX_VECTOR_DIM:,} dimensions; not a GloVe file")
@@ -250,22 +260,34 @@ def _token_counts(index: dict, size: int, token_lists) -> np.ndarray:
 
 
 class _StemFilter:
-    """Porter stems of GloVe words, computed only for words whose stem can be a vocabulary token.
+    """Stems of GloVe words, computed only for words whose stem can be a vocabulary token.
 
-    Porter rewrites only the end of a word: a stem is the word's first letters, then at most one
-    letter the word does not have there ('y' -> 'i', a restored 'e', "biliti" -> "bl"). So a word
-    none of whose prefixes is a token, or a token less its last letter, cannot stem to a token
-    and is skipped without running the stemmer; so is a word holding a character no token has
-    (Porter keeps it). A word ending in none of _PORTER_ENDS is its own stem. Stems are cached.
+    Porter (English) rewrites only the end of a word: a stem is the word's first letters, then at
+    most one letter the word does not have there ('y' -> 'i', a restored 'e', "biliti" -> "bl").
+    So a word none of whose prefixes is a token, or a token less its last letter, cannot stem to
+    a token and is skipped without running the stemmer; so is a word holding a character no token
+    has (Porter keeps it). A word ending in none of _PORTER_ENDS is its own stem. The other
+    Snowball stemmers also keep a word's beginning, but rewrite more of its end, from the third
+    letter on ("voyez" -> "voi", "eaux" -> "eau"), and may fold accents (German "häuser" ->
+    "haus"): for them a word is asked about unless its first two letters, accents folded, begin
+    no token (and its first letter is no one-letter token). Stems are cached.
     """
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, algorithm: str = "porter"):
         self.tokens = frozenset(tokens)
-        self.heads = self.tokens | {t[:-1] for t in self.tokens if len(t) > 1}
-        _porter("")  # a missing package fails here, before the file is read
+        self.algorithm = algorithm
+        if algorithm == "porter":
+            self.heads = self.tokens | {t[:-1] for t in self.tokens if len(t) > 1}
+        else:
+            self.heads = {_folded(t[:2]) for t in self.tokens}
+            self.short = {_folded(t) for t in self.tokens if len(t) < 2}
+        self.stem = _stemmer(algorithm)  # a missing package fails here, before the file is read
 
     def shortcut(self, word: str):
         """The token word stems to, None if it cannot stem to one, or _ASK_PORTER."""
+        if self.algorithm != "porter":
+            head = _folded(word[:2])
+            return _ASK_PORTER if head in self.heads or head[:1] in self.short else None
         if word[-1:] not in _PORTER_ENDS or not WORD_PATTERN.fullmatch(word):
             return word if word in self.tokens else None
         heads = self.heads
@@ -277,9 +299,16 @@ class _StemFilter:
     def __call__(self, word: str) -> str | None:
         stem = self.shortcut(word)
         if stem is _ASK_PORTER:
-            stem = _porter(word)
+            stem = self.stem(word)
             return stem if stem in self.tokens else None
         return stem
+
+
+def _folded(text: str) -> str:
+    """text without its accents (é -> e, ä -> a), for comparing the beginnings of words."""
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 class _StemQueue:
@@ -296,6 +325,7 @@ class _StemQueue:
 
     def __init__(self, stems: _StemFilter, index: dict, on_stem, parallel: bool):
         self.tokens, self.index, self.on_stem = stems.tokens, index, on_stem
+        self.algorithm, self.stem = stems.algorithm, stems.stem
         self.items = []
         self.pending = []
         self.pool = None
@@ -313,9 +343,9 @@ class _StemQueue:
             self.pool = _stem_pool(self.workers)
             self.workers = self.workers if self.pool else 1
         if self.pool is None:
-            self._apply(items, [_porter(w) for w in words])
+            self._apply(items, [self.stem(w) for w in words])
             return
-        self.pending.append((items, self.pool.map_async(_porter_all, [words])))
+        self.pending.append((items, self.pool.starmap_async(_stem_all, [(words, self.algorithm)])))
         while len(self.pending) > self.IN_FLIGHT:
             self._collect()
 
@@ -357,13 +387,15 @@ def _stem_pool(workers: int):
         return None  # no processes to be had: stem here
 
 
-def _porter_all(words: list) -> list:
-    return [_porter(w) for w in words]
+def _stem_all(words: list, algorithm: str = "porter") -> list:
+    stem = _stemmer(algorithm)
+    return [stem(w) for w in words]
 
 
-def _porter(word: str) -> str:
-    global _PORTER
-    if _PORTER is None:
+def _stemmer(algorithm: str):
+    """The Snowball stemmer of that name (config.STEMMERS), its stems cached; made once."""
+    stem = _STEMMERS.get(algorithm)
+    if stem is None:
         try:
             import snowballstemmer
         except ImportError:
@@ -371,11 +403,12 @@ def _porter(word: str) -> str:
                               "pip install snowballstemmer (or --glove-match exact)") from None
         import functools
 
-        _PORTER = functools.lru_cache(maxsize=1 << 18)(snowballstemmer.stemmer("porter").stemWord)
-    return _PORTER(word)
+        stem = _STEMMERS[algorithm] = functools.lru_cache(maxsize=1 << 18)(
+            snowballstemmer.stemmer(algorithm).stemWord)
+    return stem
 
 
-_PORTER = None
+_STEMMERS: dict = {}
 
 
 def _glove_blocks(path: str, dim: int):
@@ -439,7 +472,7 @@ def _glove_blocks(path: str, dim: int):
 
 
 def _glove_member(archive, name: str, dim: int):
-    members = [m for m in archive.infolist() if not m.is_dir() and m.filename.endswith(".txt")]
+    members = [m for m in archive.infolist() if not m.is_dir() and m.filename.endswith((".txt", ".vec"))]
     dims = {}
     for m in members:
         found = GLOVE_MEMBER.search(m.filename)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli.data.chars import read_text
+from rnncli.data.languages import split_elisions
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -47,12 +48,13 @@ def read_labelled(path: str, on_error: str = "strict", keep_empty: bool = False)
     return data
 
 
-def tokenize(text: str, mode: str) -> list[str]:
-    """Words: lower-cased runs of letters and digits (apostrophes inside words kept).
-    Characters: every character except line breaks."""
+def tokenize(text: str, mode: str, language: str = "en") -> list[str]:
+    """Words: lower-cased runs of letters and digits (apostrophes inside words kept), with the
+    elided words of French, Italian and Catalan split off (languages.split_elisions: "l'école"
+    is "l'", "école"). Characters: every character except line breaks."""
     if mode == "char":
         return [c for c in text if c not in "\r\n"]
-    return WORD_PATTERN.findall(text.lower())
+    return split_elisions(WORD_PATTERN.findall(text.lower()), language)
 
 
 WORD_PATTERN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")

@@ -4,11 +4,15 @@ in memory."""
 from __future__ import annotations
 
 import functools
+import math
+import numbers
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from rnncli.config import CELLS, ModelConfig
-from rnncli.data.chars import Vocab
+from rnncli.data.chars import BOM, Vocab
+from rnncli.data.files import read_small_text
 from rnncli.engine import model as M
 from rnncli.engine import threads as blas
 from rnncli.engine.kernels import linear as k_lin
@@ -23,6 +27,7 @@ from rnncli.lm.checkpoint import LanguageModel, load_lm  # noqa: F401
 CHUNK = 64  # characters per kernel call: small enough to stream, large enough to hide overhead
 SPLIT_MIN_BYTES = 1 << 20  # weights read per character below which one thread samples alone
 BATCH_SAMPLES = 256  # samples drawn together at most (their states and scratch stay small)
+PRIME_FILE_MAX_BYTES = 1 << 20  # a prime is context for a few thousand steps, not a corpus
 
 
 def decode_escapes(text: str, what: str = "prime") -> str:
@@ -82,7 +87,7 @@ class Generator:
         return 4 * (self.W_xh_up.size + self.W_hh.size + self.W_hy.size)
 
     def generate(self, state: np.ndarray, feed: np.ndarray, inv_temp: float, top_k: int,
-                 uniforms: np.ndarray, out: np.ndarray) -> None:
+                 uniforms: np.ndarray, out: np.ndarray, top_p: float = 1.0) -> None:
         """kernels/sampling.generate over the threads of parties(), each on its share of the
         hidden units and of the vocabulary; state (L, S, B, H) in/out, out (n, B) written."""
         L, S, B, H = state.shape
@@ -97,7 +102,7 @@ class Generator:
         blas.together([functools.partial(
             k_sampling.generate, self.cell, self.code, self.table0, self.W_xh_up, self.P_xh_up, self.b_up,
             self.W_hh, self.P_hh, self.b_hn, self.W_hy, self.P_hy, self.b_y, state, feed, inv_temp, top_k,
-            uniforms, out, xp, gates, hn, hs, logits, u0, u1, v0, v1, barrier, parties, rank)
+            float(top_p), uniforms, out, xp, gates, hn, hs, logits, u0, u1, v0, v1, barrier, parties, rank)
             for rank, ((u0, u1), (v0, v1)) in enumerate(shares)])
         # the last two steps' scores: finite weights can still overflow (3e38 is a float32), and a
         # draw from NaN scores would quietly write one character over and over
@@ -110,26 +115,29 @@ class Generator:
 
     def start_token(self) -> int:
         """What to feed when there is no prime: a newline if the model knows one."""
-        chars = self.lm.vocab.chars
-        return chars.index("\n") if "\n" in chars else 0
+        return start_token(self.lm.vocab)
 
     def stream(self, prime_ids: np.ndarray, length: int, temperature: float, top_k: int,
-               rng: np.random.Generator, stop: str = ""):
+               rng: np.random.Generator, stop: str = "", top_p: float = 1.0):
         """Yield decoded pieces of at most CHUNK characters, `length` characters in all, ending
         early just after `stop` appears (stop = "" never stops)."""
-        for pieces in self.stream_batch(prime_ids, length, temperature, top_k, [rng], stop):
+        for pieces in self.stream_batch(prime_ids, length, temperature, top_k, [rng], stop, top_p):
             if pieces[0]:
                 yield pieces[0]
 
     def stream_batch(self, prime_ids: np.ndarray, length: int, temperature: float, top_k: int,
-                     rngs: list, stop: str = ""):
+                     rngs: list, stop: str = "", top_p: float = 1.0):
         """Draw len(rngs) samples as one batch, so that each step reads the weights once for
         all of them: yield, per chunk of at most CHUNK characters, one decoded piece per sample.
         Sample b takes its random numbers from rngs[b] alone and rows never interact, so it is
         the very text it would be drawn alone. A sample ends just after `stop` appears (pieces
-        "" from then on); the loop ends when all have, or after `length` characters."""
+        "" from then on); the loop ends when all have, or after `length` characters. top_p
+        keeps, after top_k, the smallest set of likeliest characters whose probability reaches
+        it (1 = all)."""
         if temperature < 0:
             raise ConfigError("temperature: must be 0 (greedy) or positive")
+        if not 0 < top_p <= 1:
+            raise ConfigError(f"top_p: must be above 0 and at most 1, not {top_p!r}")
         inv_temp = 0.0 if temperature == 0 else 1.0 / temperature
         B = len(rngs)
         state = M.zero_state(self.lm.cfg, B, np.float32)
@@ -142,7 +150,7 @@ class Generator:
             n = min(CHUNK, length - produced)
             out = np.empty((n, B), np.int32)
             uniforms = np.ascontiguousarray(np.stack([rng.random(n) for rng in rngs], axis=1))
-            self.generate(state, feed, inv_temp, top_k, uniforms, out)
+            self.generate(state, feed, inv_temp, top_k, uniforms, out, top_p)
             feed = out[-1:].copy()
             produced += n
             pieces = []
@@ -169,6 +177,11 @@ def _packed_stack(W: np.ndarray, G: int) -> np.ndarray:
     return np.stack([k_panel.packed_gates(w, G) for w in W])
 
 
+def start_token(vocab: Vocab) -> int:
+    """What to feed when there is no prime: a newline if the model knows one."""
+    return vocab.chars.index("\n") if "\n" in vocab.chars else 0
+
+
 def prime_ids(lm: LanguageModel, prime: str, drop_unknown: bool) -> np.ndarray:
     """The prime text as ids; unknown characters are an error listing them, or dropped."""
     unknown = lm.vocab.unknown(prime)
@@ -179,6 +192,104 @@ def prime_ids(lm: LanguageModel, prime: str, drop_unknown: bool) -> np.ndarray:
                               f"remove them or pass --drop-unknown")
         prime = "".join(c for c in prime if c not in set(unknown))
     return lm.vocab.encode(prime)
+
+
+def read_prime_file(path: str) -> str:
+    """A prime from a UTF-8 file, taken as written (no escapes), read as a corpus is read (a
+    leading BOM dropped, CRLF and CR as LF); a regular file of at most PRIME_FILE_MAX_BYTES."""
+    text = read_small_text(path, "a UTF-8 text file", PRIME_FILE_MAX_BYTES,
+                           "give the end of it that the sample should follow")
+    if text.startswith(BOM):
+        text = text[1:]
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+@dataclass
+class Drawing:
+    """Samples ready to be drawn (draw_samples returns one); nothing is drawn until pieces() or
+    texts() is called, and each call draws the same texts again from `seed`."""
+
+    lm: LanguageModel
+    seed: int  # the seed the samples are drawn with: sample i takes default_rng([seed, i])
+    prefix: str  # the prime as the model reads it (decoded from its ids)
+    feed: np.ndarray  # what is fed before the first draw: the prime, or the start token
+    length: int
+    temperature: float
+    top_k: int
+    top_p: float
+    num_samples: int
+    stop: str
+    threads: int | None
+    _generator: Generator | None = field(default=None, repr=False)
+
+    def generator(self) -> Generator:
+        """The model prepared for sampling (its weights packed once, on first use)."""
+        if self._generator is None:
+            self._generator = Generator(self.lm, self.threads)
+        return self._generator
+
+    def pieces(self):
+        """Yield, per chunk of at most CHUNK characters, a list of num_samples decoded pieces:
+        sample i's text is "".join of its pieces. Samples are drawn BATCH_SAMPLES at a time, so
+        beyond that a chunk holds "" for the samples not in the batch being drawn."""
+        gen, n = self.generator(), self.num_samples
+        for first in range(0, n, BATCH_SAMPLES):
+            count = min(BATCH_SAMPLES, n - first)
+            rngs = [np.random.default_rng([self.seed, i]) for i in range(first, first + count)]
+            for pieces in gen.stream_batch(self.feed, self.length, self.temperature, self.top_k, rngs,
+                                           self.stop, self.top_p):
+                yield pieces if count == n else [""] * first + pieces + [""] * (n - first - count)
+
+    def texts(self) -> list[str]:
+        """Every sample drawn to its end: the generated texts, without the prefix."""
+        texts = [[] for _ in range(self.num_samples)]
+        for pieces in self.pieces():
+            for text, piece in zip(texts, pieces):
+                if piece:
+                    text.append(piece)
+        return ["".join(t) for t in texts]
+
+
+def draw_samples(lm, prime: str = "", length: int = 500, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None, num_samples: int = 1, stop: str = "",
+                 drop_unknown: bool = False, threads: int | None = None) -> "Drawing":
+    """num_samples samples of `length` characters from a language model (load_lm), each
+    following `prime` (its characters as they are: no escapes). temperature divides the logits
+    (0 = greedy); top_k keeps the k likeliest characters (0 = all), then top_p the smallest set
+    of likeliest ones whose probability reaches it (1 = all); a sample ends just after `stop`
+    appears. Sample i draws from default_rng([seed, i]), so it is the same text however many
+    are drawn; seed None draws one (Drawing.seed says which). Characters of the prime the model
+    has never seen are an error, or dropped with drop_unknown. threads: as Generator."""
+    if not isinstance(lm, LanguageModel):
+        raise ConfigError("draw_samples: lm must be a language model (lm.checkpoint.load_lm)")
+    if not (_real(temperature) and temperature >= 0):
+        raise ConfigError(f"temperature: must be 0 (greedy) or a positive number, not {temperature!r}")
+    if not (_real(top_p) and 0 < top_p <= 1):
+        raise ConfigError(f"top-p: must be above 0 and at most 1, not {top_p!r}")
+    for name, value, low in (("length", length, 0), ("top-k", top_k, 0), ("num-samples", num_samples, 1)):
+        if not _whole(value, low):
+            raise ConfigError(f"{name}: must be a whole number, at least {low}, not {value!r}")
+    if seed is not None and not _whole(seed, 0):
+        raise ConfigError(f"seed: must be a whole number, 0 or more, not {seed!r}")
+    if not (isinstance(prime, str) and isinstance(stop, str)):
+        raise ConfigError("prime and stop: must be text")
+    ids = prime_ids(lm, prime, drop_unknown)
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbelow(2**31)
+    feed = ids if len(ids) else np.array([start_token(lm.vocab)], np.int32)
+    prefix = lm.vocab.decode(ids) if len(ids) else ""
+    return Drawing(lm, int(seed), prefix, feed, int(length), float(temperature), int(top_k), float(top_p),
+                   int(num_samples), stop, threads)
+
+
+def _whole(x, low: int) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= low
+
+
+def _real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def preview(cfg: ModelConfig, vocab: Vocab, params: dict, length: int, temperature: float, seed: int) -> str:

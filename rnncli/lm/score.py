@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli.config import ModelConfig, TrainConfig
-from rnncli.data.chars import StreamBatches, fit_batches, iter_text_blocks
+from rnncli.data.chars import BOM, StreamBatches, fit_batches, iter_text_blocks
 from rnncli.data.corpus import load_corpus
 from rnncli.engine import model as M
 from rnncli.engine import threads as blas
@@ -62,17 +62,40 @@ def evaluate_file(lm: LanguageModel, path: str, on_error: str = "strict", thread
     """
     blas.set_threads(threads)
     corpus = load_corpus([path], on_error, vocab=lm.vocab, drop_unknown=True)
-    if len(corpus) < 2:
-        unseen = sum(corpus.dropped.values())
-        raise CorpusError(f"{path}: 1 character the model knows" + (f" and {unseen:,} it has never seen" if unseen else "")
+    return _score(lm, path, corpus.ids, corpus.dropped)
+
+
+def score_text(lm: LanguageModel, text: str, threads: int | None = None) -> TextScore:
+    """evaluate_file for a string: read as a file's text is read (a leading BOM dropped, CRLF and
+    CR as LF), so the same text in a file scores the same."""
+    if threads is not None:
+        blas.set_threads(threads)
+    if text.startswith(BOM):
+        text = text[1:]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    known_cps = lm.vocab.codepoints
+    at = np.minimum(np.searchsorted(known_cps, cps), len(known_cps) - 1)
+    known = known_cps[at] == cps
+    codes, counts = np.unique(cps[~known], return_counts=True)
+    dropped = {chr(int(c)): int(n) for c, n in zip(codes, counts)}
+    if not known.any():
+        raise CorpusError(f"text: none of its {len(cps):,} characters is in the model's vocabulary")
+    return _score(lm, "text", at[known].astype(np.int32), dropped)
+
+
+def _score(lm: LanguageModel, name: str, ids: np.ndarray, dropped: dict) -> TextScore:
+    if len(ids) < 2:
+        unseen = sum(dropped.values())
+        raise CorpusError(f"{name}: 1 character the model knows" + (f" and {unseen:,} it has never seen" if unseen else "")
                           + "; at least 2 known characters are needed (one to read, one to predict)")
     defaults = TrainConfig()
-    total, count = score_ids(lm.cfg, lm.params, corpus.ids, _meta_int(lm.meta, "batch_size", defaults.batch_size),
+    total, count = score_ids(lm.cfg, lm.params, ids, _meta_int(lm.meta, "batch_size", defaults.batch_size),
                              _meta_int(lm.meta, "seq_len", defaults.seq_len))
     if not math.isfinite(total):  # finite weights can still overflow: 3e38 is a float32
-        raise CheckpointError(f"{lm.path or 'the model'}: its loss on {path} is not a finite number; "
+        raise CheckpointError(f"{lm.path or 'the model'}: its loss on {name} is not a finite number; "
                               f"the weights are damaged or not a trained model's")
-    return TextScore(path, len(corpus), count, total, corpus.dropped)
+    return TextScore(name, len(ids), count, total, dropped)
 
 
 # ---------------------------------------------------------------- novelty

@@ -5,7 +5,7 @@ configuration here, so the same options mean the same run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rnncli.config import ModelConfig, OptimConfig, TrainConfig
 from rnncli.errors import UsageError
@@ -60,6 +60,11 @@ MODEL_OPTIONS = tuple(name for name, s in TRAIN_SETTINGS.items() if s.kept)
 # train options the recipe chooses unless given: option name -> TrainConfig.auto's name
 AUTO_OPTIONS = {name: s.field for name, s in TRAIN_SETTINGS.items() if s.chosen}
 
+# The settings that make a model's shape (what --init-from takes from its checkpoint): the
+# ModelConfig field -> its option.
+SHAPE_OPTIONS = {"cell": "cell", "hidden_size": "hidden-size", "num_layers": "layers",
+                 "embedding_size": "embedding-size", "activation": "activation"}
+
 
 def setting_value(cfg: TrainConfig, setting: Setting):
     return getattr(getattr(cfg, setting.part) if setting.part else cfg, setting.field)
@@ -93,3 +98,14 @@ def resumed_config(ckpt, values: dict, given: set) -> TrainConfig:
             raise UsageError(f"--{name.replace('_', '-')} {values[name]} differs from the checkpoint's "
                              f"{saved}; a resumed run keeps its model and schedule")
     return cfg
+
+
+def init_from_config(cfg: TrainConfig, shape: ModelConfig, values: dict, given: set) -> TrainConfig:
+    """cfg with the model shape of an --init-from checkpoint (shape); a shape option given with
+    another value than the checkpoint's is a UsageError naming it."""
+    for field, option in SHAPE_OPTIONS.items():
+        name = option.replace("-", "_")
+        if name in given and values[name] != getattr(shape, field):
+            raise UsageError(f"--{option} {values[name]} differs from the --init-from checkpoint's "
+                             f"{getattr(shape, field)}; a run started from a checkpoint keeps its model's shape")
+    return replace(cfg, model=replace(cfg.model, **{f: getattr(shape, f) for f in SHAPE_OPTIONS}))

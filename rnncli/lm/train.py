@@ -13,11 +13,11 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rnncli.config import EVAL_SHARE, OptimConfig, TrainConfig
+from rnncli.config import EVAL_SHARE, ModelConfig, OptimConfig, TrainConfig
 from rnncli.data.chars import StreamBatches, fit_batches, split_train_val
 from rnncli.data.corpus import Corpus, load_corpus
 from rnncli.data.files import FolderLock
@@ -26,7 +26,7 @@ from rnncli.engine import threads as blas
 from rnncli.engine.model import DTYPE, count_params
 from rnncli.engine.optim import SLOTS, Optimizer, WeightAverage
 from rnncli.engine.step import train_step
-from rnncli.errors import ConfigError, CorpusError, DivergedError
+from rnncli.errors import ConfigError, CorpusError, DivergedError, UsageError
 from rnncli.lm.checkpoint import (
     LMCheckpoint,
     Progress,
@@ -40,7 +40,9 @@ from rnncli.lm.checkpoint import (
     save_lm_checkpoint,
 )
 from rnncli.lm.recipe import apply_recipe
+from rnncli.lm.runlog import RunLog, check_log_targets, require_tensorboard
 from rnncli.lm.sample import preview
+from rnncli.lm.settings import SHAPE_OPTIONS
 from rnncli.lm.score import evaluate_split
 
 LN2 = math.log(2.0)
@@ -188,6 +190,7 @@ class _Run:
     recipe: tuple = ()  # the recipe's reasons (a fresh run's choices)
     resumed: bool = False
     run_id: str = ""  # written into every checkpoint; a run replaces only files that carry it
+    log: RunLog | None = None  # metrics.jsonl and metrics.csv (rank 0 only), open while the folder is locked
 
     @property
     def weights(self) -> dict:
@@ -236,6 +239,7 @@ class _Loop:
     last_eval: Evaluation | None = None
     stop_reason: str = "epochs"
     interrupt: _Interrupt = field(default_factory=_Interrupt)
+    lr: float | None = None  # the learning rate of the last step taken (the log's)
 
     def clock(self, dp) -> float:
         """Seconds since the start; under MPI rank 0's, as of the last step, so all ranks agree."""
@@ -243,11 +247,26 @@ class _Loop:
 
 
 def train(cfg: TrainConfig, corpus_paths: list[str], resume: LMCheckpoint | str | None = None,
-          reporter: Reporter | None = None) -> TrainResult:
-    """Train a character language model on the given text files, or resume the run of a
-    checkpoint (as read_lm_checkpoint returns it, or its path) with cfg."""
+          reporter: Reporter | None = None, *, init_from: LMCheckpoint | str | None = None,
+          map_unknown: bool = False, tensorboard: bool = False) -> TrainResult:
+    """Train a character language model on the given text files (read in order, one after the
+    other), or resume the run of a checkpoint (as read_lm_checkpoint returns it, or its path)
+    with cfg.
+
+    init_from: a checkpoint whose weights, model shape and vocabulary a fresh run starts from
+    (fine-tuning); cfg.model must have its shape, except for what cfg.auto leaves to choose.
+    Characters of the text outside its vocabulary are an error, or with map_unknown dropped.
+    tensorboard: also write TensorBoard events under RUN/tensorboard/ (needs tensorboardX).
+    Every run appends one row per evaluation to RUN/metrics.jsonl and RUN/metrics.csv (lm/runlog.py)."""
     reporter = reporter or Reporter()
     entered = time.perf_counter()  # a fresh run's time budget counts from here: loading and compiling too
+    if init_from is not None and resume is not None:
+        raise UsageError("--init-from cannot be given with --resume: a resumed run continues its own weights; "
+                         "--init-from starts a new run from a checkpoint's")
+    if map_unknown and init_from is None:
+        raise UsageError("--map-unknown applies to --init-from only (the vocabulary a checkpoint fixes)")
+    if tensorboard:
+        require_tensorboard()
     cfg.validate()
     dp = _data_parallel()
     # under mpiexec, "all cores" means this host's cores shared by the ranks on it
@@ -255,7 +274,9 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: LMCheckpoint | str 
     if dp is not None and not dp.root:
         reporter = Reporter()  # rank 0 alone reports
     if resume is None:
-        run, point = _fresh_run(cfg, corpus_paths, entered, dp, reporter), None
+        if isinstance(init_from, str):
+            init_from = read_lm_checkpoint(init_from)
+        run, point = _fresh_run(cfg, corpus_paths, entered, dp, reporter, init_from, map_unknown), None
     else:
         if isinstance(resume, str):
             resume = read_lm_checkpoint(resume)
@@ -265,7 +286,10 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: LMCheckpoint | str 
         if run.root:  # one writer per run folder, for as long as this process trains
             held.enter_context(FolderLock(run.run_dir))
             claim_run_files(run.run_dir, run.run_id)
+            check_log_targets(run.run_dir, tensorboard)
         data = _stream_data(run, corpus_paths, point)
+        if run.root:  # rows past the checkpoint's step are cut: the log goes on from where the run does
+            run.log = held.enter_context(RunLog(run.run_dir, run.progress.step, tensorboard))
         reporter.start(_start_info(run, data))
         started = entered if not run.resumed else time.perf_counter() - run.progress.seconds
         loop = _Loop(started, next_eval=cfg.eval_every * (run.progress.step // cfg.eval_every + 1),
@@ -284,9 +308,34 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: LMCheckpoint | str 
     return _result(run, data, loop)
 
 
-def _fresh_run(cfg: TrainConfig, corpus_paths: list[str], entered: float, dp, reporter: Reporter) -> _Run:
-    """A new run: the corpus, the recipe's choices, freshly drawn weights and a new run folder."""
-    corpus = load_corpus(corpus_paths, cfg.on_decode_error, cache=True)
+def init_config(cfg: TrainConfig, shape: ModelConfig) -> TrainConfig:
+    """cfg for a run that starts from a checkpoint's model (shape): what cfg.auto leaves to choose
+    of the shape is the checkpoint's, and the recipe chooses none of it; a shape setting cfg gives
+    with another value is a UsageError naming its option."""
+    chosen = {k: getattr(shape, k) for k in SHAPE_OPTIONS if k in cfg.auto}
+    cfg = replace(cfg, model=replace(cfg.model, **chosen), auto=tuple(a for a in cfg.auto if a not in SHAPE_OPTIONS))
+    for k, option in SHAPE_OPTIONS.items():
+        if getattr(cfg.model, k) != getattr(shape, k):
+            raise UsageError(f"--{option} {getattr(cfg.model, k)} differs from the --init-from checkpoint's "
+                             f"{getattr(shape, k)}; a run started from a checkpoint keeps its model's shape")
+    return cfg
+
+
+def _fresh_run(cfg: TrainConfig, corpus_paths: list[str], entered: float, dp, reporter: Reporter,
+               init_from: LMCheckpoint | None = None, map_unknown: bool = False) -> _Run:
+    """A new run: the corpus, the recipe's choices, freshly drawn weights (or with init_from the
+    checkpoint's) and a new run folder."""
+    start = None
+    if init_from is None:
+        corpus = load_corpus(corpus_paths, cfg.on_decode_error, cache=True)
+    else:
+        start = init_from.model()
+        cfg = init_config(cfg, start.cfg)
+        corpus = load_corpus(corpus_paths, cfg.on_decode_error, vocab=start.vocab, drop_unknown=map_unknown,
+                             cache=True, unknown_hint="; give --map-unknown to leave them out")
+        if corpus.dropped:
+            reporter.warn(f"{sum(corpus.dropped.values()):,} characters ({len(corpus.dropped):,} distinct) of the "
+                          f"corpus are not in the checkpoint's vocabulary and were left out (--map-unknown)")
     recipe = ()
     if cfg.auto and len(corpus) >= 2 and (dp is None or dp.root):
         cfg, recipe = apply_recipe(cfg, corpus, entered)
@@ -295,7 +344,10 @@ def _fresh_run(cfg: TrainConfig, corpus_paths: list[str], entered: float, dp, re
     rng = np.random.default_rng(cfg.seed)
     shapes = M.lm_shapes(cfg.model, corpus.vocab.size)
     M.require_memory(shapes, DTYPE, copies=2 + len(SLOTS[cfg.optim.optimizer]))
-    params = M.init_params(cfg.model, shapes, rng, DTYPE, biases="pytorch")
+    if start is None:
+        params = M.init_params(cfg.model, shapes, rng, DTYPE, biases="pytorch")
+    else:  # a copy: the checkpoint read stays as it was
+        params = {k: np.array(v, DTYPE, order="C") for k, v in start.params.items()}
     opt = Optimizer(cfg.optim, params)
     run_dir = new_run_dir(cfg.out_dir, corpus_paths, cfg.model.cell) if dp is None or dp.root else None
     if dp is not None:
@@ -446,6 +498,7 @@ def _step(run: _Run, data: _Data, loop: _Loop) -> None:
     progress.chunk += 1
     dt = time.perf_counter() - t0
     progress.seconds = time.perf_counter() - loop.started
+    loop.lr = lr
     loop.window.loss += loss
     loop.window.steps += 1
     loop.window.seconds += dt
@@ -477,7 +530,8 @@ def _evaluate(run: _Run, data: _Data, loop: _Loop) -> Evaluation:
     loop.stale = 0 if is_best else loop.stale + 1
     progress.history["val"].append([progress.step, val])
     progress.history["train"].append([progress.step, train_loss])
-    progress.history.setdefault("time", []).append([progress.step, round(time.perf_counter() - loop.started, 3)])
+    elapsed = round(time.perf_counter() - loop.started, 3)
+    progress.history.setdefault("time", []).append([progress.step, elapsed])
     text = preview(cfg.model, run.corpus.vocab, weights, 160, 0.8, seed=cfg.seed + progress.step)
     _save(run, data, loop, "latest")
     if is_best:
@@ -485,6 +539,10 @@ def _evaluate(run: _Run, data: _Data, loop: _Loop) -> Evaluation:
     loop.window = _Window()
     ev = Evaluation(progress.step, progress.epoch + progress.chunk / max(1, data.batches.chunks),
                     train_loss, val, cps, text, is_best)
+    if run.log is not None:  # after the checkpoints: the log never runs ahead of what was saved
+        lr = loop.lr if loop.lr is not None else lr_at(cfg.optim, progress.epoch, run_fraction(
+            cfg, progress.step, ev.epoch, loop.clock(run.dp)))
+        run.log.write(progress.step, ev.epoch, elapsed, train_loss, val, lr, cps, is_best)
     run.reporter.evaluate(ev)
     loop.eval_seconds = time.perf_counter() - eval_started
     return ev

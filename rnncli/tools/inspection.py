@@ -15,6 +15,7 @@ Import it as `from rnncli import inspect as ins` (the name is the standard libra
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import unicodedata
@@ -27,7 +28,7 @@ from rnncli.data.chars import Vocab, read_text, split_train_val
 from rnncli.engine import model as M
 from rnncli.engine import npz as checkpoint
 from rnncli.engine import threads as blas
-from rnncli.errors import CheckpointError, CorpusError
+from rnncli.errors import CheckpointError, CorpusError, RnnError
 
 LN2 = math.log(2.0)
 TEMPERATURES = (0.2, 0.5, 0.8, 1.2)
@@ -72,7 +73,7 @@ def resolve_run(run: str | None, out_dir: str = "runs") -> RunFiles:
 
 @dataclass
 class Curves:
-    """A language model's learning curves (nats/char) from checkpoint metadata."""
+    """A language model's learning curves (nats/char), from checkpoint metadata or the run's log."""
 
     steps: np.ndarray  # (n,) evaluation steps
     train: np.ndarray  # (n,) mean training loss since the previous evaluation
@@ -80,6 +81,8 @@ class Curves:
     seconds: np.ndarray | None  # (n,) wall time at each evaluation; None in older checkpoints
     best_step: int | None
     best_val: float | None
+    lr: np.ndarray | None = None  # (n,) learning rate of the last step before each evaluation (the log only)
+    source: str = "checkpoint"  # "checkpoint" (its history) or "log" (RUN/metrics.jsonl)
 
 
 # A number a run records (a loss, an accuracy, seconds, a step) is never beyond this; one that is
@@ -120,6 +123,62 @@ def lm_curves(meta: dict) -> Curves:
     return Curves(steps, np.array([train[s] for s in steps]), np.array([val.get(s, math.nan) for s in steps]),
                   seconds, best_step if isinstance(best_step, int) and math.isfinite(best_val) else None,
                   best_val if math.isfinite(best_val) else None)
+
+
+# The run log (lm/runlog.py) is read only up to this size: about a million evaluations' rows.
+LOG_MAX_BYTES = 256 << 20
+LOG_NAME = "metrics.jsonl"
+
+
+def log_rows(run_dir: str) -> dict | None:
+    """step -> row of RUN/metrics.jsonl, for the lines that are rows a run could have written
+    (a JSON object whose step is a whole number); others, such as a partial last line left by a
+    killed process, are skipped. None when there is no log, it is not a regular file, it is
+    larger than LOG_MAX_BYTES, or two rows claim one step."""
+    from rnncli.data.files import open_input
+
+    path = os.path.join(run_dir, LOG_NAME)
+    if not os.path.lexists(path):
+        return None
+    try:
+        with open_input(path, "the run's log") as f:
+            data = f.read(LOG_MAX_BYTES + 1)
+    except (RnnError, OSError):
+        return None
+    if len(data) > LOG_MAX_BYTES:
+        return None
+    rows = {}
+    for line in data.split(b"\n"):
+        try:
+            row = json.loads(line)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            continue
+        if not isinstance(row, dict) or not recorded_step(row.get("step")):
+            continue
+        if row["step"] in rows:
+            return None
+        rows[row["step"]] = row
+    return rows
+
+
+def run_curves(run_dir: str, meta: dict) -> Curves:
+    """The learning curves of a run: from its log (RUN/metrics.jsonl) when the log is there and
+    agrees with the checkpoint's history (the same evaluation steps, the same training losses),
+    with the learning rate the log records; otherwise from the checkpoint's history, as
+    lm_curves reads it. Every number is read as recorded_number reads it."""
+    c = lm_curves(meta)
+    rows = log_rows(run_dir)
+    if not rows or sorted(rows) != c.steps.tolist():
+        return c
+    logged = [rows[s] for s in c.steps.tolist()]
+    train = np.array([recorded_number(r.get("train_loss")) for r in logged])
+    if not np.array_equal(train, c.train, equal_nan=True):
+        return c  # another run's log, or a checkpoint restored over the one the log describes
+    val = np.array([recorded_number(r.get("val_loss")) for r in logged])
+    seconds = np.array([recorded_number(r.get("seconds")) for r in logged])
+    lr = np.array([recorded_number(r.get("lr")) for r in logged])
+    return Curves(c.steps, train, val, seconds if np.isfinite(seconds).all() else c.seconds, c.best_step, c.best_val,
+                  lr if np.isfinite(lr).any() else None, "log")
 
 
 # ---------------------------------------------------------------- properties of text
@@ -259,21 +318,24 @@ def find_units(act: Activity, text: str) -> UnitSearch:
     # spent on a property it tracks only a little
     A = np.abs(R[shown]) if shown else np.zeros((0, R.shape[1]))
     picked = {}
-    while len(picked) < len(shown):
+    # each unit once: a model with fewer units than properties leaves the weakest pairs out
+    for _ in range(min(len(shown), A.shape[1])):
         i, u = np.unravel_index(int(np.argmax(A)), A.shape)
         picked[shown[i]] = int(u)
         A[i, :] = -1.0
         A[:, u] = -1.0
         used.add(int(u))
     for i in shown:
-        units.append(make(picked[i], prop_names[i]))
-        units[-1].property, units[-1].r = prop_names[i], float(R[i, picked[i]])
+        if i in picked:
+            units.append(make(picked[i], prop_names[i]))
+            units[-1].property, units[-1].r = prop_names[i], float(R[i, picked[i]])
     hidden = [u for u, (_, kind, _) in enumerate(names) if kind == "h"]
     activeness = np.abs(values[:, hidden]).mean(axis=0)
     for why, order in (("most active", np.argsort(-activeness)), ("least active", np.argsort(activeness))):
-        u = next(hidden[int(i)] for i in order if hidden[int(i)] not in used)
-        used.add(u)
-        units.append(make(u, why))
+        u = next((hidden[int(i)] for i in order if hidden[int(i)] not in used), None)
+        if u is not None:
+            used.add(u)
+            units.append(make(u, why))
     return UnitSearch(units, table, len(names))
 
 
@@ -490,7 +552,7 @@ def inspect_run(run: str | None, out_dir: str = "runs", text_path: str | None = 
     grads = gradients_through_time(lm.cfg, lm.vocab.size, tuple(cells), lm.params, ids,
                                    min(steps, max(1, len(ids) - 2)), seed=seed)
     return LMInspection(files, lm.meta, lm.cfg, lm.vocab.size, int(sum(p.size for p in lm.params.values())),
-                        lm_curves(hist_meta), samples(lm, seed=seed), passage, units,
+                        run_curves(files.run_dir, hist_meta), samples(lm, seed=seed), passage, units,
                         gate_saturation(lm.cfg.cell, act.gates), grads, min(show_chars, len(passage.text)))
 
 

@@ -138,6 +138,19 @@ def lm_curves_figure(curves) -> str:
     return _img(fig, "learning curves")
 
 
+def lr_figure(curves) -> str:
+    """The learning rate the run's log records at each evaluation, against step."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 2.6))
+    ax.plot(curves.steps, curves.lr, color="#2ca02c", lw=1.5, marker="o", ms=2.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _img(fig, "learning rate")
+
+
 def classifier_figures(c) -> list:
     plt = _pyplot()
     out = []
@@ -291,7 +304,13 @@ def render_lm(data) -> str:
         if c.seconds is None:
             body.append("<p class=meta>This checkpoint does not record wall time at each evaluation "
                         "(written by an older rnncli); only the curve against steps is drawn.</p>")
+        if c.source == "log":
+            body.append(f"<p class=meta>Read from the run's log, {_e(os.path.join(files.run_dir, 'metrics.jsonl'))}, "
+                        f"which agrees with the checkpoint's history.</p>")
         body.append(lm_curves_figure(c))
+        if c.lr is not None:
+            body.append("<h3>Learning rate</h3>")
+            body.append(lr_figure(c))
         if c.best_val is not None:
             body.append(f"<p>Best validation loss {c.best_val:.4f} nats/char "
                         f"({c.best_val / LN2:.3f} bits/char) at step {c.best_step}.</p>")

@@ -92,7 +92,7 @@ def test_train_prints_the_best_checkpoint(corpus, tmp_path):
     assert os.path.basename(best) == "best.npz"
     run_dir = os.path.dirname(best)
     assert os.path.dirname(os.path.abspath(run_dir)) == str(tmp_path / "runs")
-    assert sorted(os.listdir(run_dir)) == [".lock", "best.npz", "latest.npz"]  # the lock stays, unheld
+    assert sorted(os.listdir(run_dir)) == [".lock", "best.npz", "latest.npz", "metrics.csv", "metrics.jsonl"]  # the lock stays, unheld
 
 
 def test_checkpoint_is_plain_npz_with_full_metadata(ckpt, tiny_corpus):
@@ -461,8 +461,8 @@ def test_corpus_not_utf8(tmp_path):
     assert "byte 3" in stderr and "latin1.txt" in stderr
 
 
-def test_corpus_is_a_directory(tmp_path):
-    fails("train", tmp_path, *TINY, code=2)
+def test_corpus_is_a_directory_without_text_files(tmp_path):
+    fails("train", tmp_path, *TINY, code=1)
 
 
 def test_corpus_missing(tmp_path):

@@ -53,7 +53,7 @@ def assert_run_dir_is_sound(run_dir) -> int:
     Returns the step of latest.npz."""
     names = set(os.listdir(run_dir))
     assert "latest.npz" in names, names
-    assert names - {"latest.npz", "best.npz", LOCK_NAME} == set(temp_files(run_dir)), names
+    assert names - {"latest.npz", "best.npz", LOCK_NAME, "metrics.jsonl", "metrics.csv"} == set(temp_files(run_dir)), names
     for tmp in temp_files(run_dir):
         assert tmp.endswith(".npz")
     step = load_lm(os.path.join(run_dir, "latest.npz")).meta["progress"]["step"]

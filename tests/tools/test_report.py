@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import clean_failure
+from helpers import clean_failure, deadline
 from rnncli.engine import npz as checkpoint
 from rnncli.tools import inspection as ins
 from rnncli.engine import model as M
@@ -172,6 +172,28 @@ def test_find_units_recovers_planted_units():
     assert len({(u.layer, u.kind, u.index) for u in search.units}) == len(search.units)  # each unit once
     r = ins.correlations(h[1], {"upper case": props["upper case"]})
     assert np.all(np.abs(r) <= 1 + 1e-12)
+
+
+@pytest.mark.parametrize("H", [1, 2, 3])
+def test_find_units_ends_on_a_model_with_fewer_units_than_properties(H):
+    text = _text(300)
+    h = np.random.default_rng(1).standard_normal((1, len(text), H))
+    with deadline(20):
+        search = ins.find_units(ins.Activity(h, None, None), text)
+    assert 1 <= len(search.units) <= H
+    assert len({(u.layer, u.kind, u.index) for u in search.units}) == len(search.units)  # each unit once
+
+
+def test_report_of_a_model_of_two_units(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(_text(1500), encoding="utf-8")
+    r = invoke(["train", str(corpus), "--hidden-size", "2", "--layers", "1", "--embedding-size", "2",
+                "--seq-len", "8", "--batch-size", "2", "--max-steps", "4", "--eval-every", "2",
+                "--out", str(tmp_path / "runs"), "-q"])
+    assert r.exit_code == 0, r.output
+    with deadline(60):
+        page = invoke(["report", str(Path(r.stdout.split("\t")[0]).parent), "--chars", "200", "--steps", "5"])
+    assert page.exit_code == 0, page.output
 
 
 def test_gate_saturation_counts_fractions():

@@ -15,9 +15,11 @@ RNN, LSTM, GRU = 0, 1, 2  # cell codes, in config.CELLS order
 
 
 @njit(cache=True, error_model="numpy")
-def _draw(logits, inv_temp, top_k, u, probs):
+def _draw(logits, inv_temp, top_k, top_p, u, probs):
     """Index drawn from softmax(logits · inv_temp) restricted to the top_k largest (0 = all),
-    using the uniform number u. inv_temp = 0 means greedy (argmax)."""
+    then to the nucleus: the smallest set of the likeliest of those whose probability reaches
+    top_p (1 = all), using the uniform number u. inv_temp = 0 means greedy (argmax). Ties in
+    the nucleus are taken in index order."""
     V = logits.shape[0]
     best = 0
     for v in range(1, V):
@@ -36,6 +38,23 @@ def _draw(logits, inv_temp, top_k, u, probs):
         else:
             probs[v] = 0.0
         total += probs[v]
+    if top_p < 1.0:
+        # stable: of equal probabilities the lower index comes first
+        order = np.argsort(-probs[:V], kind="mergesort")
+        target = top_p * total
+        kept = 0.0
+        j = 0
+        while j < V:
+            kept += probs[order[j]]
+            j += 1
+            if kept >= target:
+                break
+        for r in range(j, V):
+            probs[order[r]] = 0.0
+        # the same sum, in the order the draw below accumulates it
+        total = 0.0
+        for v in range(V):
+            total += probs[v]
     target = u * total
     acc = 0.0
     for v in range(V):
@@ -47,7 +66,7 @@ def _draw(logits, inv_temp, top_k, u, probs):
 
 @njit(cache=True, nogil=True)
 def generate(cell, code, table0, W_xh_up, P_xh_up, b_up, W_hh, P_hh, b_hn, W_hy, P_hy, b_y,
-             state, tokens, inv_temp, top_k, uniforms, out, xp, gates, hn, hs, logits,
+             state, tokens, inv_temp, top_k, top_p, uniforms, out, xp, gates, hn, hs, logits,
              u0, u1, v0, v1, barrier, parties, rank):
     """Feed tokens and sample what follows, for B streams at once, on this thread's share:
     hidden units u0:u1 of every layer and vocabulary columns v0:v1 of the output product.
@@ -57,7 +76,8 @@ def generate(cell, code, table0, W_xh_up, P_xh_up, b_up, W_hh, P_hh, b_hn, W_hy,
     W_hy (V, H); b_y (V,). P_xh_up, P_hh: each layer's matrix packed by
     panel.packed_gates(W, G), stacked; P_hy = panel.packed(W_hy, True). state (L, S, B, H)
     in/out. tokens (P, B) int32: the prime, fed in order (P >= 1); its last row conditions the
-    first draw. uniforms (n, B): one U[0,1) number per draw; out (n, B) int32 written.
+    first draw. top_k, top_p: as _draw (0 and 1 keep every character). uniforms (n, B): one
+    U[0,1) number per draw; out (n, B) int32 written.
 
     Scratch shared by the `parties` threads, each writing only its own columns: xp, gates
     (B, G·H), hn (B, H), hs (2, L, S, B, H) (hs[0] = state on entry; the states of step i are
@@ -105,7 +125,7 @@ def generate(cell, code, table0, W_xh_up, P_xh_up, b_up, W_hh, P_hh, b_hn, W_hy,
             panel.product_units_or_gemm(new[L - 1, 0], W_hy, True, P_hy, lg, 1, v0, v1, True)
             sync.wait(barrier, parties)
             for b in range(B):
-                last[b] = _draw(lg[b], inv_temp, top_k, uniforms[r, b], probs)
+                last[b] = _draw(lg[b], inv_temp, top_k, top_p, uniforms[r, b], probs)
                 if rank == 0:
                     out[r, b] = last[b]
     final = hs[(P + n - 1) % 2]
