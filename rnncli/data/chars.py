@@ -113,10 +113,18 @@ def read_text(path: str, on_error: str = "strict") -> str:
 
 
 def default_corpus_files() -> list[str]:
-    """The corpus bundled with rnncli: every .txt in the installed rnncli.corpora package."""
+    """The corpus bundled with rnncli: every .txt in the installed rnncli.corpora package, or,
+    run from a source checkout (where corpora/ sits beside the package), in that folder."""
     from importlib import resources
 
-    root = resources.files("rnncli.corpora")
+    try:
+        root = resources.files("rnncli.corpora")
+    except ModuleNotFoundError:
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[2] / "corpora"
+        if not root.is_dir():
+            raise CorpusError("the bundled corpus is missing from this installation; give a CORPUS file") from None
     files = sorted(str(p) for p in root.iterdir() if p.name.endswith(".txt"))
     if not files:
         raise CorpusError("the bundled corpus is missing from this installation; give a CORPUS file")
