@@ -34,3 +34,8 @@ class UsageError(RnnError):
 class TargetError(UsageError):
     """An output path that may not be written: a device, pipe, socket or directory, or a file
     that belongs to something else. A usage error: the command was pointed at the wrong place."""
+
+
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second interrupt ended a run at once, between two checkpoints: the message says which
+    checkpoint is the last one kept. Exit 130, as any interruption."""

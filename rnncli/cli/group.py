@@ -10,7 +10,7 @@ import click
 from rnncli import __version__
 from rnncli.cli import streams
 from rnncli.cli.options import CONTEXT, InputFile
-from rnncli.errors import ConfigError, RnnError
+from rnncli.errors import ConfigError, RnnError, StoppedAtOnce
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -45,8 +45,9 @@ class RnnGroup(click.Group):
         except click.ClickException as e:
             e.show()
             return e.exit_code
-        except (click.Abort, KeyboardInterrupt, EOFError):
-            streams.note("Interrupted.")
+        except (click.Abort, KeyboardInterrupt, EOFError) as e:
+            stopped = e if isinstance(e, StoppedAtOnce) else e.__cause__  # Click wraps it in Abort
+            streams.note(f"Interrupted: {stopped}" if isinstance(stopped, StoppedAtOnce) else "Interrupted.")
             return INTERRUPTED_EXIT
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

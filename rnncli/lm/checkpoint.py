@@ -139,11 +139,13 @@ def config_dict(cfg: TrainConfig) -> dict:
 
 def save_lm_checkpoint(path: str, which: str, *, run_id: str, cfg: TrainConfig, corpus, batch_size: int,
                        seq_len: int, weights: dict, raw: dict | None, opt: Optimizer, hidden: np.ndarray,
-                       order: np.ndarray | None, progress: Progress, rng: np.random.Generator) -> str:
+                       order: np.ndarray | None, progress: Progress, rng: np.random.Generator,
+                       origin: dict | None = None) -> str:
     """Write one checkpoint of the run run_id (atomically, through engine/npz.py), replacing only
     a file of the same run; which is "latest" or "best". weights: what sampling uses (the average
     under --ema); raw: the trained weights when they differ from weights, else None. hidden:
-    every stream's carried state; order: the stream plan's order, None when not shuffled."""
+    every stream's carried state; order: the stream plan's order, None when not shuffled;
+    origin: for a run started with --init-from, the checkpoint it started from (meta init_from)."""
     claim_run_files(os.path.dirname(os.path.abspath(path)), run_id, (os.path.basename(path),))
     arrays = {f"param/{k}": v for k, v in weights.items()}
     if raw is not None:
@@ -152,13 +154,16 @@ def save_lm_checkpoint(path: str, which: str, *, run_id: str, cfg: TrainConfig, 
     arrays["state/hidden"] = hidden
     if order is not None:
         arrays["state/order"] = order.astype(np.float64)  # checkpoints hold floats only
-    return npz.save(path, arrays, {
+    meta = {
         "kind": "lm", "which": which, "run_id": run_id, "model": vars(cfg.model).copy(), "vocab": corpus.vocab.chars,
         "config": config_dict(cfg), "corpus": [os.path.abspath(p) for p in corpus.paths],
         "corpus_chars": len(corpus), "batch_size": batch_size, "seq_len": seq_len,
         "progress": vars(progress).copy(), "optimizer_steps": opt.steps,
         "rng": rng.bit_generator.state, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    })
+    }
+    if origin is not None:
+        meta["init_from"] = origin
+    return npz.save(path, arrays, meta)
 
 
 # ---------------------------------------------------------------- reading

@@ -26,7 +26,7 @@ from rnncli.engine import threads as blas
 from rnncli.engine.model import DTYPE, count_params
 from rnncli.engine.optim import SLOTS, Optimizer, WeightAverage
 from rnncli.engine.step import train_step
-from rnncli.errors import ConfigError, CorpusError, DivergedError, UsageError
+from rnncli.errors import ConfigError, CorpusError, DivergedError, StoppedAtOnce, UsageError
 from rnncli.lm.checkpoint import (
     LMCheckpoint,
     Progress,
@@ -190,6 +190,7 @@ class _Run:
     recipe: tuple = ()  # the recipe's reasons (a fresh run's choices)
     resumed: bool = False
     run_id: str = ""  # written into every checkpoint; a run replaces only files that carry it
+    origin: dict | None = None  # --init-from: the checkpoint the weights started from (path, run_id, step)
     log: RunLog | None = None  # metrics.jsonl and metrics.csv (rank 0 only), open while the folder is locked
 
     @property
@@ -295,13 +296,21 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: LMCheckpoint | str 
         loop = _Loop(started, next_eval=cfg.eval_every * (run.progress.step // cfg.eval_every + 1),
                      # under MPI a terminated rank is a lost peer (lm/parallel.py): Ctrl-C alone stops
                      interrupt=_Interrupt() if dp is None else _Interrupt((signal.SIGINT,)))
-        with loop.interrupt:
-            _run_loop(run, data, loop)
-            run.progress.seconds = time.perf_counter() - loop.started
-            if loop.window.steps or loop.last_eval is None:
-                loop.last_eval = _evaluate(run, data, loop)
-            else:
-                _save(run, data, loop, "latest")
+        try:
+            with loop.interrupt:
+                _run_loop(run, data, loop)
+                run.progress.seconds = time.perf_counter() - loop.started
+                if loop.window.steps or loop.last_eval is None:
+                    loop.last_eval = _evaluate(run, data, loop)
+                else:
+                    _save(run, data, loop, "latest")
+        except KeyboardInterrupt:  # a second interrupt: say what is kept (the lock is released on the way out)
+            if not run.root:
+                raise
+            latest, _ = run_files(run.run_dir)
+            kept = (f"the last checkpoint is {latest}; continue with `rnn train --resume {latest}`"
+                    if os.path.exists(latest) else "no checkpoint was written yet")
+            raise StoppedAtOnce(f"stopped at once; {kept}") from None
     reporter.close()
     if dp is not None:
         dp.close()
@@ -353,8 +362,13 @@ def _fresh_run(cfg: TrainConfig, corpus_paths: list[str], entered: float, dp, re
     if dp is not None:
         run_dir = dp.bcast(run_dir)
     average = WeightAverage(cfg.ema, params) if cfg.ema else None
+    origin = None
+    if init_from is not None:  # recorded in every checkpoint of the run: where its weights came from
+        progress = init_from.meta.get("progress")
+        origin = {"path": os.path.abspath(init_from.path), "run_id": run_identity(init_from.meta),
+                  "step": progress.get("step") if isinstance(progress, dict) else None}
     return _Run(cfg, corpus, params, average, opt, Progress(), rng, run_dir, dp, reporter, recipe,
-                run_id=new_run_id())
+                run_id=new_run_id(), origin=origin)
 
 
 def _resumed_run(cfg: TrainConfig, corpus_paths: list[str], ckpt: LMCheckpoint, dp,
@@ -370,7 +384,8 @@ def _resumed_run(cfg: TrainConfig, corpus_paths: list[str], ckpt: LMCheckpoint, 
     # one counts as the average so far (its weights, folded into from the next step on).
     average = WeightAverage(cfg.ema, point.params, point.averaged) if cfg.ema else None
     return _Run(cfg, corpus, point.params, average, point.opt, point.progress, point.rng, ckpt.run_dir,
-                dp, reporter, resumed=True, run_id=run_identity(ckpt.meta)), point
+                dp, reporter, resumed=True, run_id=run_identity(ckpt.meta),
+                origin=ckpt.meta.get("init_from") if isinstance(ckpt.meta.get("init_from"), dict) else None), point
 
 
 def _stream_data(run: _Run, corpus_paths: list[str], point: ResumePoint | None) -> _Data:
@@ -557,7 +572,8 @@ def _save(run: _Run, data: _Data, loop: _Loop, which: str) -> None:
         save_lm_checkpoint(latest if which == "latest" else best, which, run_id=run.run_id, cfg=run.cfg,
                            corpus=run.corpus, batch_size=data.B, seq_len=data.T, weights=run.weights,
                            raw=run.params if run.average is not None else None, opt=run.opt,
-                           hidden=data.state, order=data.batches.order, progress=run.progress, rng=run.rng)
+                           hidden=data.state, order=data.batches.order, progress=run.progress, rng=run.rng,
+                           origin=run.origin)
 
 
 def _kept(run: _Run) -> str:

@@ -174,3 +174,21 @@ def test_the_python_api_refuses_init_from_with_resume(tmp_path, base):
 
     with pytest.raises(UsageError, match="--init-from"):
         train_mod.train(TrainConfig(max_steps=1), [str(base)], resume=str(base), init_from=str(base))
+
+
+def test_a_fine_tuned_run_records_where_its_weights_came_from(tmp_path):
+    """Every checkpoint of an --init-from run names the checkpoint it started from, resumed or not."""
+    import rnncli
+    from rnncli.lm.checkpoint import run_identity
+
+    text = "the cat sat on the mat and the dog sat on the log. " * 40
+    first = rnncli.train(text=text, progress=False, out_dir=str(tmp_path), hidden_size=8, layers=1,
+                         embedding_size=4, seq_len=8, batch_size=2, max_steps=4, eval_every=2, max_time=0)
+    tuned = rnncli.train(text=text[::-1], init_from=first.latest, progress=False, out_dir=str(tmp_path),
+                         max_steps=4, eval_every=2, max_time=0)
+    origin = rnncli.load(tuned.best).meta["init_from"]
+    assert origin == {"path": os.path.abspath(first.latest), "run_id": run_identity(rnncli.load(first.latest).meta),
+                      "step": 4}
+    more = rnncli.train(resume=tuned.latest, progress=False, max_steps=6)
+    assert rnncli.load(more.latest).meta["init_from"] == origin
+    assert "init_from" not in rnncli.load(first.best).meta

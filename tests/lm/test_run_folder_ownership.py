@@ -220,6 +220,30 @@ def test_a_second_ctrl_c_during_a_save_waits_for_the_save_to_end(tmp_path, monke
     assert result.exit_code == 130, (result.stderr, result.exception)
     assert "Traceback" not in result.output
     assert load_lm(presses[0]).meta["progress"]["step"] == 2
+    last = result.stderr.strip().splitlines()[-1]  # the line says which checkpoint is kept
+    assert last.startswith("Interrupted: stopped at once; the last checkpoint is") and presses[0] in last
+
+
+def test_a_second_ctrl_c_between_checkpoints_names_the_last_one(tmp_path, monkeypatch):
+    from rnncli.lm import train as T
+
+    real, steps = T._step, []
+
+    def step_then_press_twice(*args, **kwargs):
+        real(*args, **kwargs)
+        steps.append(1)
+        if len(steps) == 5:  # after the checkpoint of step 2, before that of step 6
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(ACCENTED * 3, encoding="utf-8")
+    monkeypatch.setattr(T, "_step", step_then_press_twice)
+    result = run("train", corpus, *TINY, "--max-steps", 50, "--out", tmp_path / "runs")
+    assert result.exit_code == 130, (result.stderr, result.exception)
+    (latest,) = (tmp_path / "runs").glob("*/latest.npz")
+    assert f"the last checkpoint is {latest}" in result.stderr.strip().splitlines()[-1]
+    assert load_lm(str(latest)).meta["progress"]["step"] == 4
 
 
 def test_lock_file_holds_the_holders_pid_and_is_released_on_exit(tmp_path):
