@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -14,7 +17,33 @@ from rnncli.errors import ConfigError, RnnError, StoppedAtOnce
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+COMPILER_RETRY_SECONDS = 0.05  # how soon an interrupt that landed in Numba's compiler is sent again
 CONFIG_MAX_BYTES = 1 << 20  # a settings file is a few lines
+
+
+def _interrupt(signum, frame):
+    """Ctrl-C as Python's default (KeyboardInterrupt), except inside Numba's compiler: LLVM calls
+    back into Python there, and an exception raised in such a callback is dropped by ctypes with
+    LLVM half done (the interrupt lost, or the process killed by the signal or a segfault later);
+    the import machinery drops it likewise in its callbacks. There the signal is sent again a
+    moment later, when the compiler or the import has returned."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if f"{os.sep}numba{os.sep}" in name or f"{os.sep}llvmlite{os.sep}" in name or name.startswith("<frozen importlib"):
+            threading.Timer(COMPILER_RETRY_SECONDS, os.kill, (os.getpid(), signum)).start()
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+def _install(signum, handler):
+    """signal.signal where it can be set (the main thread); the handler it replaced, or None."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:  # not the main thread: the caller's handling stays
+        return None
 
 
 class RnnGroup(click.Group):
@@ -27,10 +56,12 @@ class RnnGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         saved = streams.install()
+        previous = _install(signal.SIGINT, _interrupt)
         try:
             code = self._run(args, prog_name, complete_var, **extra)
         finally:
             sys.stdout, sys.stderr = saved
+            _install(signal.SIGINT, previous)
         sys.exit(code)
 
     def _run(self, args, prog_name, complete_var, **extra) -> int:

@@ -26,7 +26,7 @@ from rnncli.engine import threads as blas
 from rnncli.engine.model import DTYPE, count_params
 from rnncli.engine.optim import SLOTS, Optimizer, WeightAverage
 from rnncli.engine.step import train_step
-from rnncli.errors import ConfigError, CorpusError, DivergedError, StoppedAtOnce, UsageError
+from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, StoppedAtOnce, UsageError
 from rnncli.lm.checkpoint import (
     LMCheckpoint,
     Progress,
@@ -191,6 +191,7 @@ class _Run:
     resumed: bool = False
     run_id: str = ""  # written into every checkpoint; a run replaces only files that carry it
     origin: dict | None = None  # --init-from: the checkpoint the weights started from (path, run_id, step)
+    source: str = ""  # the checkpoint this process read its weights from (--resume or --init-from), if any
     log: RunLog | None = None  # metrics.jsonl and metrics.csv (rank 0 only), open while the folder is locked
 
     @property
@@ -241,6 +242,7 @@ class _Loop:
     stop_reason: str = "epochs"
     interrupt: _Interrupt = field(default_factory=_Interrupt)
     lr: float | None = None  # the learning rate of the last step taken (the log's)
+    stepped: bool = False  # a step was taken in this process
 
     def clock(self, dp) -> float:
         """Seconds since the start; under MPI rank 0's, as of the last step, so all ranks agree."""
@@ -368,7 +370,7 @@ def _fresh_run(cfg: TrainConfig, corpus_paths: list[str], entered: float, dp, re
         origin = {"path": os.path.abspath(init_from.path), "run_id": run_identity(init_from.meta),
                   "step": progress.get("step") if isinstance(progress, dict) else None}
     return _Run(cfg, corpus, params, average, opt, Progress(), rng, run_dir, dp, reporter, recipe,
-                run_id=new_run_id(), origin=origin)
+                run_id=new_run_id(), origin=origin, source=init_from.path if init_from is not None else "")
 
 
 def _resumed_run(cfg: TrainConfig, corpus_paths: list[str], ckpt: LMCheckpoint, dp,
@@ -385,7 +387,8 @@ def _resumed_run(cfg: TrainConfig, corpus_paths: list[str], ckpt: LMCheckpoint, 
     average = WeightAverage(cfg.ema, point.params, point.averaged) if cfg.ema else None
     return _Run(cfg, corpus, point.params, average, point.opt, point.progress, point.rng, ckpt.run_dir,
                 dp, reporter, resumed=True, run_id=run_identity(ckpt.meta),
-                origin=ckpt.meta.get("init_from") if isinstance(ckpt.meta.get("init_from"), dict) else None), point
+                origin=ckpt.meta.get("init_from") if isinstance(ckpt.meta.get("init_from"), dict) else None,
+                source=ckpt.path), point
 
 
 def _stream_data(run: _Run, corpus_paths: list[str], point: ResumePoint | None) -> _Data:
@@ -501,6 +504,11 @@ def _step(run: _Run, data: _Data, loop: _Loop) -> None:
             return dp.average(grads, loss, new_state, B, time.perf_counter() - loop.started,
                               loop.interrupt.requested)
     loss, norm, new_state = train_step(run.params, data.grads, run.opt, lr, cfg.optim.clip, loss_and_grads, reduce)
+    if not math.isfinite(loss) and run.source and not loop.stepped:
+        # the first step on weights read from a file: what they compute overflows before any update
+        raise CheckpointError(f"{run.source}: its loss on the corpus is {loss}, not a finite number, before "
+                              f"any update; the weights are damaged or not a trained model's")
+    loop.stepped = True
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise DivergedError(f"loss became {loss if not math.isfinite(loss) else 'finite but the gradient ' + str(norm)} "
                             f"at step {progress.step + 1}; {_kept(run)}; try a lower --lr or --clip")

@@ -108,3 +108,27 @@ def test_ctrl_c_at_any_moment_exits_130(wait):
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert b"Traceback" not in stderr and b"Aborted" not in stderr
+
+
+def test_an_interrupt_inside_the_compiler_is_sent_again_after_it(monkeypatch):
+    """Raised inside Numba's compiler (which LLVM calls back into), a KeyboardInterrupt would be
+    dropped with LLVM half done; there the handler re-sends the signal a moment later instead."""
+    import types
+
+    from rnncli.cli import group
+
+    sent = []
+    monkeypatch.setattr(group.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(group, "COMPILER_RETRY_SECONDS", 0.0)
+
+    def frame(path, back=None):
+        return types.SimpleNamespace(f_code=types.SimpleNamespace(co_filename=path), f_back=back)
+
+    inside = frame("/work/app.py", frame(os.path.join("", "site-packages", "numba", "core", "compiler.py")))
+    group._interrupt(signal.SIGINT, inside)  # no exception: deferred
+    deadline = time.time() + 5
+    while not sent and time.time() < deadline:
+        time.sleep(0.01)
+    assert sent == [(os.getpid(), signal.SIGINT)]
+    with pytest.raises(KeyboardInterrupt):
+        group._interrupt(signal.SIGINT, frame("/work/app.py", frame("/work/main.py")))

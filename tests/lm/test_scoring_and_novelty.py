@@ -175,7 +175,7 @@ def test_eval_refuses_wrong_inputs(trained, tmp_path):
         assert "named pipe" in clean_failure(run("eval", trained["best"], fifo), 2)
 
 
-@pytest.mark.parametrize("command", ["eval", "sample"])
+@pytest.mark.parametrize("command", ["eval", "sample", "resume", "init-from"])
 def test_a_model_whose_output_overflows_is_an_error_naming_the_checkpoint(trained, tmp_path, command):
     """Weights of 3e38 are finite float32s, so the checkpoint loads; what they compute is not."""
     from rnncli.engine import npz as checkpoint
@@ -185,7 +185,10 @@ def test_a_model_whose_output_overflows_is_an_error_naming_the_checkpoint(traine
         if name.startswith("param/"):
             arrays[name] = np.full_like(arrays[name], 3e38)
     huge = checkpoint.save(str(tmp_path / "huge.npz"), arrays, meta)
-    args = ("eval", huge, trained["corpus"]) if command == "eval" else ("sample", huge, "-n", 50, "--seed", 1)
+    args = {"eval": ("eval", huge, trained["corpus"]), "sample": ("sample", huge, "-n", 50, "--seed", 1),
+            "resume": ("train", "--resume", huge, "--max-steps", 20, "-q"),
+            "init-from": ("train", trained["corpus"], "--init-from", huge, "--max-steps", 3, "--out", tmp_path / "runs",
+                          "-q")}[command]
     result = run(*args)
     assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
     last = result.stderr.splitlines()[-1]  # sample announces itself first, on stderr
