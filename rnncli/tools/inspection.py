@@ -473,6 +473,20 @@ class ClassifierInspection:
     seconds: np.ndarray | None
     best_epoch: int | None
     confusions: list = field(default_factory=list)  # [(title, (C, C) int array)]
+    class_units: list = field(default_factory=list)  # [ClassUnit], one per class (classifier_units)
+    units_note: str = ""  # why there are none, when there are none
+
+
+@dataclass
+class ClassUnit:
+    """The hidden unit of the classifier's forward stack (top layer) whose pooled activation most
+    sets one class's texts apart, shown over the text of that class where it is highest."""
+
+    label: str
+    index: int
+    separation: float  # (mean pooled value in the class - mean elsewhere) / its std over all texts
+    tokens: list  # the text's tokens, as the classifier reads them
+    values: np.ndarray  # (len(tokens),) the unit's activation after each token
 
 
 @dataclass
@@ -533,7 +547,7 @@ def inspect_run(run: str | None, out_dir: str = "runs", text_path: str | None = 
     files = resolve_run(run, out_dir)
     arrays, meta = checkpoint.load(files.model)  # either kind: the report covers both
     if meta.get("kind") == "classifier":
-        return inspect_classifier(files)
+        return inspect_classifier(files, text_path)
     from rnncli.lm.checkpoint import LMCheckpoint, read_lm_checkpoint
 
     # another kind is refused by the reader, whose message names it
@@ -556,7 +570,7 @@ def inspect_run(run: str | None, out_dir: str = "runs", text_path: str | None = 
                         gate_saturation(lm.cfg.cell, act.gates), grads, min(show_chars, len(passage.text)))
 
 
-def inspect_classifier(files: RunFiles) -> ClassifierInspection:
+def inspect_classifier(files: RunFiles, text_path: str | None = None) -> ClassifierInspection:
     from rnncli.classify.train import load_classifier
 
     clf = load_classifier(files.model)
@@ -578,10 +592,95 @@ def inspect_classifier(files: RunFiles) -> ClassifierInspection:
             if conf.shape == (len(clf.labels), len(clf.labels)):
                 confusions.append((title, conf))
     best = meta.get("best_epoch")
+    units, note = [], ""
+    texts, why = _classifier_texts(clf, text_path)
+    if texts:
+        units = classifier_units(clf, *texts)
+    else:
+        note = why
     return ClassifierInspection(files, meta, list(clf.labels), col("epoch"), col("train_loss"), col("val_loss"),
                                 col("val_accuracy"), col("val_macro_f1"),
                                 seconds if seconds.size and np.isfinite(seconds).all() else None,
-                                best if isinstance(best, int) else None, confusions)
+                                best if isinstance(best, int) else None, confusions, units, note)
+
+
+UNIT_TEXTS = 400  # labelled texts the classifier's units are measured on (the first of the file)
+
+
+def _classifier_texts(clf, text_path: str | None) -> tuple[tuple | None, str]:
+    """((texts, labels), "") from text_path, a labelled file, or from the training file the
+    checkpoint names (read only under the rule every recorded path meets); (None, why) if none."""
+    from rnncli.data.files import unusable_input
+    from rnncli.data.words import read_labelled
+
+    path = text_path or clf.meta.get("data")
+    if not isinstance(path, str) or not path:
+        return None, "the checkpoint names no training file; give a labelled file with --text"
+    why = unusable_input(path) if text_path or os.path.isabs(path) else "is not an absolute path"
+    if why:
+        return None, f"the training file {path} the checkpoint names {why}; give a labelled file with --text"
+    data = read_labelled(path, "replace")
+    pairs = [(t, l) for t, l in zip(data.texts, data.labels) if l in clf.labels][:UNIT_TEXTS]
+    if not pairs:
+        return None, f"{path}: no labelled texts of this classifier's classes"
+    return ([t for t, _ in pairs], [l for _, l in pairs]), ""
+
+
+def forward_states(clf, text: str) -> tuple[list, np.ndarray]:
+    """(tokens, (T, H) hidden states of the forward stack's top layer after each token), no dropout."""
+    from rnncli.data.words import tokenize
+
+    cfg = clf.cfg
+    tokens = tokenize(text, cfg.tokens, cfg.language)[:cfg.max_len]
+    ids = clf.encode([text])[0]
+    mcfg = cfg.model()
+    if len(ids) == 0:
+        return [], np.zeros((0, cfg.hidden_size))
+    dtype = clf.params["embed"].dtype
+    x = np.ascontiguousarray(clf.params["embed"][np.asarray(ids).reshape(-1, 1)])
+    top, _ = M.stack_forward(mcfg, clf.params, x, M.zero_state(mcfg, 1, dtype), M.Workspace(dtype), None, "fw.")
+    return tokens[:len(ids)], np.asarray(top[:, 0, :], np.float64)
+
+
+def separating_units(pooled: np.ndarray, y: np.ndarray, n_classes: int) -> list:
+    """For each class, (unit, separation): the unit whose pooled value most sets the class's texts
+    apart (mean in the class minus mean elsewhere, over the unit's std), each unit at most once;
+    None for a class with no texts, or no texts outside it."""
+    std = pooled.std(axis=0) + 1e-9
+    out, used = [], set()
+    for c in range(n_classes):
+        inside, outside = pooled[y == c], pooled[y != c]
+        if not len(inside) or not len(outside):
+            out.append(None)
+            continue
+        score = (inside.mean(axis=0) - outside.mean(axis=0)) / std
+        order = [int(j) for j in np.argsort(-score) if int(j) not in used]
+        if not order:
+            out.append(None)
+            continue
+        used.add(order[0])
+        out.append((order[0], float(score[order[0]])))
+    return out
+
+
+def classifier_units(clf, texts: list, labels: list) -> list:
+    """ClassUnit per class that has texts among texts (see separating_units)."""
+    states = [forward_states(clf, t) for t in texts]
+    keep = [i for i, (tok, _) in enumerate(states) if len(tok)]
+    if not keep:
+        return []
+    pool = (lambda h: h.max(axis=0)) if clf.cfg.pooling == "max" else (lambda h: h[-1])
+    pooled = np.stack([pool(states[i][1]) for i in keep])
+    y = np.array([list(clf.labels).index(labels[i]) for i in keep])
+    units = []
+    for c, found in enumerate(separating_units(pooled, y, len(clf.labels))):
+        if found is None:
+            continue
+        j, separation = found
+        best = max((i for i, k in enumerate(keep) if y[i] == c), key=lambda i: pooled[i, j])
+        tokens, h = states[keep[best]]
+        units.append(ClassUnit(clf.labels[c], j, separation, list(tokens), h[:, j].copy()))
+    return units
 
 
 def inspect_gradients(cells: tuple, hidden_size: int, num_layers: int, embedding_size: int = 64,

@@ -377,6 +377,21 @@ def render_classifier(data) -> str:
     body.append('<p class=teach>The confusion matrix counts texts by true class (rows) and predicted class '
                 '(columns); the colour is the share of each row, so a dark diagonal is a good classifier and a '
                 'dark cell off the diagonal names the classes it mixes up.</p>')
+    body.append("<h2>Hidden units and the classes</h2>")
+    if data.class_units:
+        body.append('<p class=teach>For each class, the unit of the forward recurrent stack (top layer) whose '
+                    'pooled value most sets that class\'s texts apart from the others (its separation: the '
+                    'difference of the means over the unit\'s spread), shown after each word of the text of '
+                    'that class where it fires most: red is positive, blue negative.</p>')
+        for u in data.class_units:
+            text = " ".join(u.tokens)
+            values = np.concatenate([np.full(len(t) + (i > 0), v) for i, (t, v) in enumerate(zip(u.tokens, u.values))]) \
+                if u.tokens else np.zeros(0)
+            scale = float(np.abs(values).max()) if values.size and np.abs(values).max() > 0 else 1.0
+            body.append(f"<h3>{_e(u.label)}: unit {u.index}, separation {u.separation:+.2f}</h3>"
+                        f"<div class=units>{colour_spans(text, values, scale)}</div>")
+    else:
+        body.append(f"<p class=meta>Not shown: {_e(data.units_note)}.</p>")
     return _page(title, body)
 
 

@@ -316,6 +316,42 @@ def test_classifier_report(clf_run):
     assert 'alt="validation confusion matrix"' in page
 
 
+def test_classifier_report_shows_a_unit_for_each_class(clf_run, tmp_path):
+    r = invoke(["report", str(clf_run), "-o", str(tmp_path / "page.html")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    section = page[page.index("Hidden units and the classes"):]
+    assert section.count("<h3>") == 2 and "&lt;i&gt;pos&lt;/i&gt;: unit" in section and "neg&amp;: unit" in section
+    words = re.sub(r"<[^>]+>", "", section)
+    assert 'class="u' in section and "good" in words and "awful" in words  # each class's own text
+
+
+def test_separating_units_find_a_planted_unit():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    pooled = rng.standard_normal((90, 12))
+    pooled[y == 1, 7] += 3.0  # unit 7 fires for class 1
+    pooled[y == 2, 2] += 2.0
+    found = ins.separating_units(pooled, y, 4)
+    assert found[1][0] == 7 and found[1][1] > 1 and found[2][0] == 2
+    assert found[3] is None  # a class without texts
+    assert len({f[0] for f in found if f}) == 3  # each unit once
+
+
+def test_classifier_report_without_its_training_file_says_why(clf_run, tmp_path):
+    from rnncli.engine import npz
+
+    arrays, meta = npz.load(str(clf_run / "best.npz"))
+    meta["data"] = str(tmp_path / "gone.tsv")
+    folder = tmp_path / "moved"
+    folder.mkdir()
+    npz.save(str(folder / "best.npz"), arrays, meta)
+    r = invoke(["report", str(folder)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Not shown: the training file" in page and "is not there" in page and "--text" in page
+
+
 def test_default_run_is_the_most_recent(lm_run):
     r = invoke(["report", "--out", str(lm_run.parent), "--chars", "200", "--steps", "3", "-o",
                 str(lm_run / "again.html")], catch_exceptions=False)
