@@ -42,7 +42,7 @@ from rnncli.classify.ngram import (
     refit,
 )
 from rnncli.config import ClassifyConfig
-from rnncli.data.files import unusable_input
+from rnncli.data.files import unusable_recorded_input
 from rnncli.data.languages import detect_language
 from rnncli.data.vectors import match_glove
 from rnncli.data.words import LabelledData, TokenVocab, read_labelled, tokenize
@@ -517,7 +517,7 @@ def refit_baseline(clf: Classifier, on_error: str = "strict"):
 
     tfidf_baseline.require()
     path = clf.meta.get("data", "")
-    why = unusable_input(path) if isinstance(path, str) and os.path.isabs(path) else "is not an absolute path"
+    why = unusable_recorded_input(path)
     if why:
         raise CorpusError(f"baseline: the training file {path!r} the checkpoint names {why}; it is needed to refit")
     if file_sha256(path) != clf.meta.get("data_sha256"):

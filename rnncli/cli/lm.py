@@ -103,18 +103,10 @@ def train(ctx, corpus, resume, init_from, map_unknown, tensorboard, quiet, **opt
     from rnncli import ui
     from rnncli.data.corpus import corpus_files
 
-    if init_from and resume:
-        raise click.UsageError("--init-from cannot be given with --resume: a resumed run continues its own "
-                               "weights; --init-from starts a new run from a checkpoint's", ctx)
-    if map_unknown and not init_from:
-        raise click.UsageError("--map-unknown applies to --init-from only (the vocabulary a checkpoint fixes)", ctx)
-    if tensorboard:
-        from rnncli.lm.runlog import require_tensorboard
-
-        try:
-            require_tensorboard()
-        except UsageError as e:
-            raise click.UsageError(str(e), ctx) from None
+    try:  # refused before any checkpoint is read
+        settings.check_start(bool(resume), bool(init_from), map_unknown, tensorboard)
+    except UsageError as e:
+        raise click.UsageError(str(e), ctx) from None
     if resume:
         from rnncli.lm.checkpoint import read_lm_checkpoint
 
@@ -273,14 +265,14 @@ def _training_corpus(meta: dict, path: str, instead: str = "give it with --corpu
     """The text files a checkpoint was trained on, from its `corpus` record. A path that comes
     from a file is read only under the rule a path typed by the user meets (a regular, readable
     file); a usage error says which recorded file fails it and why (or that there is no record)."""
-    from rnncli.data.files import unusable_input
+    from rnncli.data.files import unusable_recorded_input
     from rnncli.lm.checkpoint import recorded_corpus
 
     paths = recorded_corpus(meta)
     if not paths:
         raise click.UsageError(f"{path} does not record its training text; {instead}")
     for p in paths:
-        why = unusable_input(p) if os.path.isabs(p) else "is not an absolute path, as recorded ones are"
+        why = unusable_recorded_input(p)
         if why:
             raise click.UsageError(f"the training text {p} recorded in {path} {why}; {instead}")
     return paths

@@ -42,19 +42,23 @@ def read_small_text(path: str, wanted: str, limit: int, too_large: str, error=Co
         raise error(f"{path}: not UTF-8 at byte {e.start} (0x{raw[e.start]:02x}); re-save it as UTF-8") from None
 
 
-def special_file(path: str) -> str:
+def special_file(path: str, follow_links: bool = True) -> str:
     """What path is when it is not a regular file ("a directory", "a named pipe", ...), else "".
 
     Devices, pipes and sockets can block or never end (`/dev/zero`, a FIFO without a writer),
     so inputs are refused unless they are regular files (links to regular files are fine).
-    A path that cannot be examined is left to whoever opens it, which reports why.
+    With follow_links False a link is "a symbolic link" too: for files written in place, where
+    a link would send the writes outside the folder. A path that cannot be examined is left to
+    whoever opens it, which reports why.
     """
     try:
-        mode = os.stat(path).st_mode
+        mode = os.stat(path).st_mode if follow_links else os.lstat(path).st_mode
     except (OSError, ValueError):
         return ""
     if stat.S_ISREG(mode):
         return ""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
     for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
                        (stat.S_ISSOCK, "a socket")):
@@ -106,6 +110,27 @@ def current_umask() -> int:
     return mask
 
 
+def open_in_place(path: str, what: str, append: bool = False) -> int:
+    """A descriptor of path opened for reading and writing in place (created when new; with
+    append, for appending): the files a run keeps open in its folder, its lock and its log.
+    Anything but a regular file, or a link, is a TargetError naming `what`, checked before the
+    open and again on what was opened, so nothing put there in between is written through."""
+    kind = special_file(path, follow_links=False)
+    if kind:
+        raise TargetError(f"{path}: is {kind}; {what} is written only to a regular file or a new one")
+    flags = os.O_RDWR | os.O_CREAT | (os.O_APPEND if append else 0)
+    try:
+        # O_NONBLOCK: a FIFO put there between the check and the open must not block us;
+        # O_NOFOLLOW: nor may a link send the writes elsewhere
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise TargetError(f"{path}: cannot open {what} ({e.strerror or e})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TargetError(f"{path}: is not a regular file; {what} is written only to one")
+    return fd
+
+
 def unusable_input(path: str) -> str:
     """Why path cannot be read as an input ("is not there", "is a named pipe, not a regular
     file", "cannot be read (Permission denied)"), or "" when it can. For paths that come from
@@ -121,6 +146,14 @@ def unusable_input(path: str) -> str:
     if not os.access(path, os.R_OK):
         return "cannot be read (permission denied)"
     return ""
+
+
+def unusable_recorded_input(path) -> str:
+    """unusable_input for a path a file recorded (a checkpoint's corpus or training file): it must
+    also be absolute, as rnncli records them, so that it never depends on where rnncli runs."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return "is not an absolute path, as recorded ones are"
+    return unusable_input(path)
 
 
 LOCK_NAME = ".lock"
@@ -148,18 +181,7 @@ class FolderLock:
         import fcntl  # POSIX only, so imported where it is used
 
         path = os.path.join(self.folder, LOCK_NAME)
-        kind = special_file(path)
-        if kind:
-            raise TargetError(f"{path}: is {kind}; the {self.what}'s lock must be a regular file")
-        try:
-            # O_NONBLOCK: a FIFO put there between the check and the open must not block us;
-            # O_NOFOLLOW: nor may a link send the write elsewhere
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
-        except OSError as e:
-            raise TargetError(f"{path}: cannot lock the {self.what} ({e.strerror or e})") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise TargetError(f"{path}: not a regular file; the {self.what}'s lock must be one")
+        fd = open_in_place(path, f"the {self.what}'s lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 
+from rnncli.data.files import open_in_place, special_file
 from rnncli.errors import TargetError, UsageError
 
 JSONL, CSV, TENSORBOARD = "metrics.jsonl", "metrics.csv", "tensorboard"
@@ -36,29 +36,11 @@ def require_tensorboard() -> None:
         raise UsageError(f"--tensorboard needs tensorboardX; install it with {INSTALL_TENSORBOARD}") from None
 
 
-def _kind(path: str) -> str:
-    """What path is when it is there but not a regular file ("a link", "a directory", ...), else "".
-    A link is refused too: appending through it would write a file outside the run folder."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return ""
-    except OSError as e:
-        return f"unreadable ({e.strerror or e})"
-    if stat.S_ISREG(mode):
-        return ""
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    return "not a regular file"
-
-
 def check_log_targets(run_dir: str, tensorboard: bool = False) -> None:
     """Refuse (TargetError, before the run writes anything) when a log file of run_dir is there
     but is not a regular file, or the TensorBoard folder is there but is not a folder."""
     for name in (JSONL, CSV):
-        kind = _kind(os.path.join(run_dir, name))
+        kind = special_file(os.path.join(run_dir, name), follow_links=False)
         if kind:
             raise TargetError(f"{os.path.join(run_dir, name)}: is {kind}; the run's log is written only to "
                               f"a regular file or a new one (move it away)")
@@ -106,16 +88,8 @@ def _cut_offset(fd: int, keep_step: int, csv: bool) -> int | None:
 
 def _open_append(path: str, keep_step: int, csv: bool) -> int:
     """path opened for appending (created when new), rows past keep_step cut off first."""
+    fd = open_in_place(path, "the run's log", append=True)
     try:
-        # O_NOFOLLOW: a link put there after the check must not send the rows elsewhere;
-        # O_NONBLOCK: nor may a FIFO block the open
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     0o666)
-    except OSError as e:
-        raise TargetError(f"{path}: cannot write the run's log ({e.strerror or e})") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise TargetError(f"{path}: is not a regular file; the run's log is written only to one")
         cut = _cut_offset(fd, keep_step, csv)
         if cut is not None:
             os.ftruncate(fd, cut)

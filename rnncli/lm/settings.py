@@ -106,6 +106,25 @@ def init_from_config(cfg: TrainConfig, shape: ModelConfig, values: dict, given: 
     for field, option in SHAPE_OPTIONS.items():
         name = option.replace("-", "_")
         if name in given and values[name] != getattr(shape, field):
-            raise UsageError(f"--{option} {values[name]} differs from the --init-from checkpoint's "
-                             f"{getattr(shape, field)}; a run started from a checkpoint keeps its model's shape")
+            raise shape_differs(option, values[name], getattr(shape, field))
     return replace(cfg, model=replace(cfg.model, **{f: getattr(shape, f) for f in SHAPE_OPTIONS}))
+
+
+def shape_differs(option: str, value, saved) -> UsageError:
+    """The error for a shape option an --init-from run gives with another value than its checkpoint's."""
+    return UsageError(f"--{option} {value} differs from the --init-from checkpoint's {saved}; a run started "
+                      f"from a checkpoint keeps its model's shape")
+
+
+def check_start(resume: bool, init_from: bool, map_unknown: bool, tensorboard: bool) -> None:
+    """How a run may start: a UsageError for options that do not go together, or for
+    --tensorboard without tensorboardX, before any work is done."""
+    if init_from and resume:
+        raise UsageError("--init-from cannot be given with --resume: a resumed run continues its own weights; "
+                         "--init-from starts a new run from a checkpoint's")
+    if map_unknown and not init_from:
+        raise UsageError("--map-unknown applies to --init-from only (the vocabulary a checkpoint fixes)")
+    if tensorboard:
+        from rnncli.lm.runlog import require_tensorboard
+
+        require_tensorboard()

@@ -26,7 +26,7 @@ from rnncli.engine import threads as blas
 from rnncli.engine.model import DTYPE, count_params
 from rnncli.engine.optim import SLOTS, Optimizer, WeightAverage
 from rnncli.engine.step import train_step
-from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, StoppedAtOnce, UsageError
+from rnncli.errors import CheckpointError, ConfigError, CorpusError, DivergedError, StoppedAtOnce
 from rnncli.lm.checkpoint import (
     LMCheckpoint,
     Progress,
@@ -40,9 +40,9 @@ from rnncli.lm.checkpoint import (
     save_lm_checkpoint,
 )
 from rnncli.lm.recipe import apply_recipe
-from rnncli.lm.runlog import RunLog, check_log_targets, require_tensorboard
+from rnncli.lm.runlog import RunLog, check_log_targets
 from rnncli.lm.sample import preview
-from rnncli.lm.settings import SHAPE_OPTIONS
+from rnncli.lm.settings import SHAPE_OPTIONS, check_start, shape_differs
 from rnncli.lm.score import evaluate_split
 
 LN2 = math.log(2.0)
@@ -263,13 +263,7 @@ def train(cfg: TrainConfig, corpus_paths: list[str], resume: LMCheckpoint | str 
     Every run appends one row per evaluation to RUN/metrics.jsonl and RUN/metrics.csv (lm/runlog.py)."""
     reporter = reporter or Reporter()
     entered = time.perf_counter()  # a fresh run's time budget counts from here: loading and compiling too
-    if init_from is not None and resume is not None:
-        raise UsageError("--init-from cannot be given with --resume: a resumed run continues its own weights; "
-                         "--init-from starts a new run from a checkpoint's")
-    if map_unknown and init_from is None:
-        raise UsageError("--map-unknown applies to --init-from only (the vocabulary a checkpoint fixes)")
-    if tensorboard:
-        require_tensorboard()
+    check_start(resume is not None, init_from is not None, map_unknown, tensorboard)
     cfg.validate()
     dp = _data_parallel()
     # under mpiexec, "all cores" means this host's cores shared by the ranks on it
@@ -327,8 +321,7 @@ def init_config(cfg: TrainConfig, shape: ModelConfig) -> TrainConfig:
     cfg = replace(cfg, model=replace(cfg.model, **chosen), auto=tuple(a for a in cfg.auto if a not in SHAPE_OPTIONS))
     for k, option in SHAPE_OPTIONS.items():
         if getattr(cfg.model, k) != getattr(shape, k):
-            raise UsageError(f"--{option} {getattr(cfg.model, k)} differs from the --init-from checkpoint's "
-                             f"{getattr(shape, k)}; a run started from a checkpoint keeps its model's shape")
+            raise shape_differs(option, getattr(cfg.model, k), getattr(shape, k))
     return cfg
 
 

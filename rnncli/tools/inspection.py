@@ -610,13 +610,13 @@ UNIT_TEXTS = 400  # labelled texts the classifier's units are measured on (the f
 def _classifier_texts(clf, text_path: str | None) -> tuple[tuple | None, str]:
     """((texts, labels), "") from text_path, a labelled file, or from the training file the
     checkpoint names (read only under the rule every recorded path meets); (None, why) if none."""
-    from rnncli.data.files import unusable_input
+    from rnncli.data.files import unusable_input, unusable_recorded_input
     from rnncli.data.words import read_labelled
 
     path = text_path or clf.meta.get("data")
     if not isinstance(path, str) or not path:
         return None, "the checkpoint names no training file; give a labelled file with --text"
-    why = unusable_input(path) if text_path or os.path.isabs(path) else "is not an absolute path"
+    why = unusable_input(path) if text_path else unusable_recorded_input(path)
     if why:
         return None, f"the training file {path} the checkpoint names {why}; give a labelled file with --text"
     data = read_labelled(path, "replace")
