@@ -227,6 +227,30 @@ def loss_and_grads(cfg: ClassifyConfig, params: dict, grads: dict, ids, rev, len
     return float(loss)
 
 
+def top_grads(cfg: ClassifyConfig, params: dict, ids, rev, lengths, targets: np.ndarray, weights: np.ndarray,
+              work: M.Workspace) -> tuple[float, dict]:
+    """(Σ w_b CE_b, {direction prefix: dL/d(top output) (T, B, H)}), no dropout: the input
+    gradients of loss_and_grads's backward through the head and the pooling, no weight
+    gradients. The stacks' buffers stay in `work`, so that model.stack_state_grads(..., prefix)
+    reads dL/dh_t of every layer and step from them."""
+    T, B = ids.shape
+    logits, cache = forward(cfg, params, ids, rev, lengths, work)
+    dlogits = np.empty_like(logits)
+    loss = k_lin.softmax_xent(logits, targets, weights.astype(logits.dtype), dlogits)
+    acts, dz = cache["acts"], dlogits
+    for i in range(len(cfg.dense), -1, -1):  # the output layer, then the dense layers down
+        W = params["out.W"] if i == len(cfg.dense) else params[f"d{i}.W"]
+        if i < len(cfg.dense):
+            dz = dz * (acts[i + 1] > 0)  # through the ReLU
+        d_in = np.empty((B, W.shape[1]), dz.dtype)
+        k_lin.linear_input_grad(np.ascontiguousarray(dz), W, d_in)
+        dz = d_in
+    H = cfg.hidden_size
+    return float(loss), {prefix: _unpool(cfg, np.ascontiguousarray(dz[:, k * H:(k + 1) * H]), lengths,
+                                         cache["arg"][k], T)
+                         for k, prefix in enumerate(_directions(cfg))}
+
+
 @dataclass
 class Classifier:
     cfg: ClassifyConfig

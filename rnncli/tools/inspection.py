@@ -9,7 +9,9 @@ Import it as `from rnncli import inspect as ins` (the name is the standard libra
     saturation  per layer and sigmoid gate, the fraction of steps each unit spends below 0.1
                 (left-saturated) and above 0.9 (right-saturated)
     gradients   ||dL/dh_{t-k}|| against k, for a loss at step t only, read from the cells' own
-                BPTT kernels one step at a time (model.stack_state_grads), in float64
+                BPTT kernels one step at a time (model.stack_state_grads), in float64; for a
+                classifier, its cross-entropy on a text against the state k steps before the
+                last one each recurrent stack reads (classifier_gradients)
 """
 
 from __future__ import annotations
@@ -392,10 +394,15 @@ def gradient_curve(name: str, cfg: ModelConfig, params: dict, inputs: np.ndarray
     back = g[:, ::-1]  # index k = steps back from t
     per_layer = np.sqrt((back ** 2).sum(axis=3)).mean(axis=2)
     norms = np.sqrt((back ** 2).sum(axis=(0, 3))).mean(axis=1)
-    k = np.arange(1, T)
+    return GradientCurve(name, norms, per_layer, _decades_per_step(norms))
+
+
+def _decades_per_step(norms: np.ndarray) -> float:
+    """Least-squares slope of log10(norms[k]) over k = 1 .. K where norms[k] > 0; NaN with fewer
+    than two such k."""
+    k = np.arange(1, len(norms))
     ok = norms[1:] > 0
-    slope = float(np.polyfit(k[ok], np.log10(norms[1:][ok]), 1)[0]) if ok.sum() >= 2 else math.nan
-    return GradientCurve(name, norms, per_layer, slope)
+    return float(np.polyfit(k[ok], np.log10(norms[1:][ok]), 1)[0]) if ok.sum() >= 2 else math.nan
 
 
 def fresh_params(cell: str, like: ModelConfig, vocab_size: int, seed: int) -> tuple[ModelConfig, dict]:
@@ -475,6 +482,7 @@ class ClassifierInspection:
     confusions: list = field(default_factory=list)  # [(title, (C, C) int array)]
     class_units: list = field(default_factory=list)  # [ClassUnit], one per class (classifier_units)
     units_note: str = ""  # why there are none, when there are none
+    gradients: ClassifierGradients | None = None  # None when there are no texts (units_note says why)
 
 
 @dataclass
@@ -547,7 +555,7 @@ def inspect_run(run: str | None, out_dir: str = "runs", text_path: str | None = 
     files = resolve_run(run, out_dir)
     arrays, meta = checkpoint.load(files.model)  # either kind: the report covers both
     if meta.get("kind") == "classifier":
-        return inspect_classifier(files, text_path)
+        return inspect_classifier(files, text_path, steps, seed)
     from rnncli.lm.checkpoint import LMCheckpoint, read_lm_checkpoint
 
     # another kind is refused by the reader, whose message names it
@@ -570,7 +578,8 @@ def inspect_run(run: str | None, out_dir: str = "runs", text_path: str | None = 
                         gate_saturation(lm.cfg.cell, act.gates), grads, min(show_chars, len(passage.text)))
 
 
-def inspect_classifier(files: RunFiles, text_path: str | None = None) -> ClassifierInspection:
+def inspect_classifier(files: RunFiles, text_path: str | None = None, steps: int = 100,
+                       seed: int = 0) -> ClassifierInspection:
     from rnncli.classify.train import load_classifier
 
     clf = load_classifier(files.model)
@@ -592,16 +601,18 @@ def inspect_classifier(files: RunFiles, text_path: str | None = None) -> Classif
             if conf.shape == (len(clf.labels), len(clf.labels)):
                 confusions.append((title, conf))
     best = meta.get("best_epoch")
-    units, note = [], ""
+    units, note, grads = [], "", None
     texts, why = _classifier_texts(clf, text_path)
     if texts:
         units = classifier_units(clf, *texts)
+        source = os.path.basename(text_path) if text_path else f"the training file {os.path.basename(clf.meta['data'])}"
+        grads = classifier_gradients(clf, *texts, steps=steps, seed=seed, source=source)
     else:
         note = why
     return ClassifierInspection(files, meta, list(clf.labels), col("epoch"), col("train_loss"), col("val_loss"),
                                 col("val_accuracy"), col("val_macro_f1"),
                                 seconds if seconds.size and np.isfinite(seconds).all() else None,
-                                best if isinstance(best, int) else None, confusions, units, note)
+                                best if isinstance(best, int) else None, confusions, units, note, grads)
 
 
 UNIT_TEXTS = 400  # labelled texts the classifier's units are measured on (the first of the file)
@@ -681,6 +692,97 @@ def classifier_units(clf, texts: list, labels: list) -> list:
         tokens, h = states[keep[best]]
         units.append(ClassUnit(clf.labels[c], j, separation, list(tokens), h[:, j].copy()))
     return units
+
+
+# ---------------------------------------------------------------- a classifier's gradients through time
+
+GRADIENT_TEXTS = 8  # texts a classifier's gradients through time are averaged over: the longest read
+DIRECTIONS = {"fw.": "forward", "bw.": "backward"}
+
+
+@dataclass
+class ClassifierGradients:
+    """A classifier's gradients through time, trained and at initialisation, per recurrent stack.
+
+    curves: {direction: [the trained model's GradientCurve, the fresh model's]}, direction
+    "forward" and, for a bidirectional encoder, "backward". norms[k] is the geometric mean over
+    the texts of ||dL/dh|| (every layer's state together) k steps before the last step that stack
+    reads: the forward stack's k = 0 is the state after the last token, the backward stack's the
+    state after the first token (it reads the text last token first)."""
+
+    curves: dict
+    lengths: np.ndarray  # (texts,) tokens each measured text is read as; k goes up to the shortest
+    seed: int  # of the fresh weights
+    tokens: str  # what a step reads, in words: "words" or "characters"
+    source: str = ""  # where the texts came from, in words
+
+
+def classifier_state_grads(cfg, params: dict, ids: np.ndarray, label: int) -> dict:
+    """{direction: (L, n, H) dL/dh_t of every layer of that recurrent stack at its own steps
+    t = 0 .. n-1} for L the classifier's cross-entropy on one text of n >= 1 token ids whose class
+    is `label`, no dropout, in float64. The backward stack's step t reads token n-1-t. The head
+    and the pooling are differentiated by classify.model.top_grads, the stacks by the cells' own
+    BPTT kernels (model.stack_state_grads)."""
+    from rnncli.classify import model as C
+
+    p64 = {k: np.ascontiguousarray(v, np.float64) for k, v in params.items()}
+    work = M.Workspace(np.float64)
+    seq, rev, lengths = C.pad_batch([np.asarray(ids)])
+    _, d_tops = C.top_grads(cfg, p64, seq, rev, lengths, np.array([label], np.int32), np.ones(1), work)
+    mcfg = cfg.model()
+    return {DIRECTIONS[prefix]: M.stack_state_grads(mcfg, p64, d_top, work, prefix)[:, :, 0]
+            for prefix, d_top in d_tops.items()}
+
+
+def _log_mean(values: np.ndarray) -> np.ndarray:
+    """The geometric mean over axis 0, leaving out exact zeros: a state that no unit's pooling
+    reads and that nothing later reaches (the last step, under max pooling), or one behind a head
+    whose ReLUs are all shut, has no dependence to average in log space; 0 where all are zero."""
+    pos = values > 0
+    count = pos.sum(axis=0)
+    total = np.log(np.where(pos, values, 1.0)).sum(axis=0)
+    return np.where(count > 0, np.exp(total / np.maximum(count, 1)), 0.0)
+
+
+def classifier_gradient_curves(name: str, cfg, params: dict, seqs: list, labels: list, steps: int) -> dict:
+    """{direction: GradientCurve "NAME (direction)"} over texts of token ids seqs (each non-empty)
+    and their classes labels (indices), for k = 0 .. min(steps, shortest - 1) steps before the
+    last step each stack reads (see ClassifierGradients): every k is averaged over every text."""
+    K = min(steps, min(len(s) for s in seqs) - 1)
+    norms, layers = {}, {}
+    for ids, label in zip(seqs, labels):
+        for direction, g in classifier_state_grads(cfg, params, ids, label).items():
+            back = g[:, ::-1][:, :K + 1]  # index k = steps before the last one this stack reads
+            layers.setdefault(direction, []).append(np.sqrt((back ** 2).sum(axis=2)))
+            norms.setdefault(direction, []).append(np.sqrt((back ** 2).sum(axis=(0, 2))))
+    curves = {}
+    for direction, per_text in norms.items():
+        mean = _log_mean(np.stack(per_text))
+        curves[direction] = GradientCurve(f"{name} ({direction})", mean, _log_mean(np.stack(layers[direction])),
+                                          _decades_per_step(mean))
+    return curves
+
+
+def classifier_gradients(clf, texts: list, labels: list, steps: int = 100, seed: int = 0,
+                         source: str = "") -> ClassifierGradients | None:
+    """The classifier's gradients through time on the GRADIENT_TEXTS longest of texts (the first
+    of equal length), beside the same architecture with fresh weights (init_classifier, seed);
+    None when no text has a token."""
+    from rnncli.classify.model import classifier_shapes, init_classifier
+
+    seqs = clf.encode(texts)
+    longest = sorted((i for i, s in enumerate(seqs) if len(s)), key=lambda i: -len(seqs[i]))[:GRADIENT_TEXTS]
+    if not longest:
+        return None
+    chosen = [seqs[i] for i in longest]
+    y = [list(clf.labels).index(labels[i]) for i in longest]
+    cfg = clf.cfg
+    fresh = init_classifier(cfg, classifier_shapes(cfg, clf.vocab.size, len(clf.labels)),
+                            np.random.default_rng(seed), np.float64)
+    trained = classifier_gradient_curves(f"trained {cfg.cell}", cfg, clf.params, chosen, y, steps)
+    at_init = classifier_gradient_curves(f"{cfg.cell} at initialisation", cfg, fresh, chosen, y, steps)
+    return ClassifierGradients({d: [trained[d], at_init[d]] for d in trained}, np.array([len(s) for s in chosen]),
+                               seed, "characters" if cfg.tokens == "char" else "words", source)
 
 
 def inspect_gradients(cells: tuple, hidden_size: int, num_layers: int, embedding_size: int = 64,

@@ -242,6 +242,35 @@ def gradients_figure(curves) -> str:
     return _img(fig, "gradients through time")
 
 
+def _factor(c) -> str:
+    return f"×{c.factor:.3g} per step" if math.isfinite(c.slope) else "too few steps for a slope"
+
+
+def classifier_gradients_figure(g) -> str:
+    """One panel per recurrent stack: the trained model (solid) and the fresh one (dashed)."""
+    plt = _pyplot()
+    directions = list(g.curves)
+    fig, axes = plt.subplots(1, len(directions), figsize=(5.2 * len(directions), 3.4), squeeze=False, sharey=True)
+    one = g.tokens[:-1]
+    where = {"forward": f"k = 0: after the last {one}", "backward": f"k = 0: after the first {one}, read last"}
+    for ax, direction in zip(axes[0], directions):
+        for c in g.curves[direction]:
+            trained = c.name.startswith("trained")
+            cell = c.name.split()[1] if trained else c.name.split()[0]
+            k = np.arange(len(c.norms))
+            ok = c.norms > 0
+            ax.semilogy(k[ok], c.norms[ok], color=CELL_COLOURS.get(cell, "#333"), lw=2.4 if trained else 1.4,
+                        ls="-" if trained else "--", marker="o" if len(k) <= 40 else None, ms=2.5,
+                        label=f"{_plain(c.name.rsplit(' (', 1)[0])}: {_factor(c)}")
+        ax.set_title(f"{direction} stack", fontsize=9)
+        ax.set_xlabel(f"k, {g.tokens} before its last step ({where.get(direction, '')})")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(frameon=False, fontsize=8)
+    axes[0][0].set_ylabel("‖dL/dh‖, geometric mean over texts")
+    fig.tight_layout()
+    return _img(fig, "classifier gradients through time")
+
+
 # ---------------------------------------------------------------- sections
 
 TEACH = {
@@ -266,6 +295,13 @@ TEACH = {
                  "is the average shrinkage from one step to the one before. The vanilla RNN's gradient "
                  "vanishes fastest; the LSTM's cell and the GRU's update gate give gradients a path that "
                  "shrinks more slowly, so they can learn longer dependencies.",
+    "classifier gradients": "How much the classification depends on the hidden state k steps before the last "
+                            "one each recurrent stack reads. Unlike a language model's loss at one step, the "
+                            "pooling reads many steps (max pooling: the step where each unit peaks; mean: every "
+                            "step; last: the final state only), so the gradient at a state is its own share of "
+                            "the pooled value plus what flows back from later steps. A falling curve means the "
+                            "decision rests on what the stack read last; a flat one, that earlier text counts "
+                            "as much. With last pooling the curve is the vanishing gradient itself.",
 }
 
 
@@ -281,6 +317,35 @@ def _gradients_section(curves, intro: str) -> list:
     return ["<h2>Gradients through time</h2>", f"<p class=meta>{_e(intro)}</p>", gradients_figure(curves),
             f"<table><tr><th>model</th><th>‖dL/dh‖ at k=0</th><th>at k={K}</th>"
             f"<th>slope (decades per step)</th><th>factor per step</th></tr>{rows}</table>", _teach("gradients")]
+
+
+def _classifier_gradients_section(data) -> list:
+    head = ["<h2>Gradients through time</h2>"]
+    g = data.gradients
+    if g is None:
+        why = data.units_note or "no text has a token the classifier reads"
+        return head + [f"<p class=meta>Not shown: {_e(why)}.</p>"]
+    curves = [c for pair in g.curves.values() for c in pair]
+    K = len(curves[0].norms) - 1
+    one = g.tokens[:-1]
+    backward = (f" The backward stack reads each text last {one} first, so its last step reads the first {one}."
+                if "backward" in g.curves else "")
+    short, long = int(g.lengths.min()), int(g.lengths.max())
+    span = f"{long} {g.tokens} each" if short == long else f"{short} to {long} {g.tokens}"
+    intro = (f"The classifier's cross-entropy on each of {len(g.lengths)} texts, the longest of {g.source} "
+             f"({span}), differentiated with respect to every layer's hidden state k {g.tokens} before the "
+             f"last step each recurrent stack reads, for k up to {K}, and averaged in log space over the "
+             f"texts; a text whose gradient there is exactly zero (a step no unit's pooling reads, with "
+             f"nothing after it) is left out, and 0 means every text's is. "
+             f"The forward stack's last step reads the text's last {one}.{backward} The trained weights beside "
+             f"the same architecture with fresh weights (seed {g.seed}); float64, no dropout.")
+    rows = "".join(f"<tr><td>{_e(c.name)}</td><td class=n>{c.norms[0]:.3g}</td><td class=n>{c.norms[-1]:.3g}</td>"
+                   + (f"<td class=n>{c.slope:+.4f}</td><td class=n>×{c.factor:.4g}</td></tr>"
+                      if math.isfinite(c.slope) else "<td class=n>–</td><td class=n>–</td></tr>") for c in curves)
+    table = (f"<table><tr><th>model (stack)</th><th>‖dL/dh‖ at k=0</th><th>at k={K}</th>"
+             f"<th>slope (decades per step)</th><th>factor per step</th></tr>{rows}</table>")
+    return head + [f"<p class=meta>{_e(intro)}</p>", classifier_gradients_figure(g), table,
+                   _teach("classifier gradients")]
 
 
 def _unit_label(u) -> str:
@@ -392,6 +457,7 @@ def render_classifier(data) -> str:
                         f"<div class=units>{colour_spans(text, values, scale)}</div>")
     else:
         body.append(f"<p class=meta>Not shown: {_e(data.units_note)}.</p>")
+    body += _classifier_gradients_section(data)
     return _page(title, body)
 
 

@@ -140,6 +140,104 @@ def test_gradient_curve_slope_reads_a_planted_decay():
     assert curve.factor == pytest.approx(0.5)
 
 
+def test_language_model_report_keeps_its_gradients_section(lm_report):
+    assert re.findall(r"<h2>([^<]+)</h2>", lm_report) == ["Learning curves", "Samples", "Hidden units over text",
+                                                          "Gate saturation", "Gradients through time"]
+    section = lm_report[lm_report.index("<h2>Gradients through time</h2>"):]
+    assert section.count("<img") == 1 and 'alt="gradients through time"' in section
+    assert "<th>model</th><th>‖dL/dh‖ at k=0</th><th>at k=20</th>" in section
+    assert "stack" not in section and "(forward)" not in section  # the classifier's wording stays its own
+
+
+def test_gradient_curve_slope_is_the_least_squares_fit_of_its_norms():
+    like = ModelConfig(cell="gru", hidden_size=6, num_layers=2, embedding_size=3)
+    for c in ins.gradients_through_time(like, 7, ("rnn",), steps=12, windows=3, seed=2):
+        k = np.arange(1, 13)
+        assert c.slope == np.polyfit(k, np.log10(c.norms[1:]), 1)[0]
+
+
+def _tiny_classifier(cell, pooling, bidirectional):
+    from rnncli.classify.model import classifier_shapes, init_classifier
+    from rnncli.config import ClassifyConfig
+
+    cfg = ClassifyConfig(cell=cell, hidden_size=3, num_layers=2, embedding_size=2, bidirectional=bidirectional,
+                         pooling=pooling, dense=(4,), dropout=0.0).validate()
+    p = init_classifier(cfg, classifier_shapes(cfg, 6, 3), np.random.default_rng(5), np.float64)
+    p["d0.b"][:] = [0.5, 0.5, -9.0, 0.5]  # three of the head's ReLUs open, one shut (its gradient must stop)
+    return cfg, p
+
+
+def _head_loss(cfg, p, tops, n, label):
+    """The classifier's cross-entropy from its stacks' top outputs (n, 1, H), in plain numpy."""
+    pool = {"max": lambda h: h.max(axis=0), "mean": lambda h: h.mean(axis=0), "last": lambda h: h[-1]}[cfg.pooling]
+    z = np.concatenate([pool(top[:n, 0]) for top in tops])
+    for i in range(len(cfg.dense)):
+        z = np.maximum(p[f"d{i}.W"] @ z + p[f"d{i}.b"], 0.0)
+    logits = p["out.W"] @ z + p["out.b"]
+    m = logits.max()
+    return m + np.log(np.exp(logits - m).sum()) - logits[label]
+
+
+@pytest.mark.parametrize("cell,pooling,bidirectional", [("gru", "max", True), ("lstm", "mean", True),
+                                                        ("rnn", "last", True), ("gru", "last", False)])
+def test_classifier_state_gradients_match_finite_differences(cell, pooling, bidirectional):
+    cfg, p = _tiny_classifier(cell, pooling, bidirectional)
+    mcfg = cfg.model()
+    ids, label = np.array([1, 4, 2, 5, 3], np.int32), 2
+    n = len(ids)
+    # what each stack reads: the forward one the text, the backward one the text last token first
+    reads = {"forward": ids, "backward": ids[::-1].copy()}
+    prefixes = {"forward": "fw.", "backward": "bw."}
+    stacks = [d for d in ("forward", "backward") if bidirectional or d == "forward"]
+
+    def params_of(d):
+        pre = prefixes[d]
+        return {"embed": p["embed"], **{k[len(pre):]: v for k, v in p.items() if k.startswith(pre)}}
+
+    def top(d, k=0, t=0, j=0, eps=0.0):
+        return _bumped_top(mcfg, params_of(d), reads[d].reshape(n, 1), k, t, j, eps)
+
+    g = ins.classifier_state_grads(cfg, p, ids, label)
+    assert sorted(g) == sorted(stacks)
+    eps = 1e-6
+    fd = {}
+    for d in stacks:
+        fd[d] = np.zeros((cfg.num_layers, n, cfg.hidden_size))
+        for k in range(cfg.num_layers):
+            for t in range(n):
+                for j in range(cfg.hidden_size):
+                    loss = [_head_loss(cfg, p, [top(e, k, t, j, s) if e == d else top(e) for e in stacks], n, label)
+                            for s in (eps, -eps)]
+                    fd[d][k, t, j] = (loss[0] - loss[1]) / (2 * eps)
+        np.testing.assert_allclose(g[d], fd[d], rtol=1e-5, atol=1e-9)
+    # the curve reads k = steps before the last step each stack reads, every layer together
+    curves = ins.classifier_gradient_curves("tiny", cfg, p, [ids], [label], steps=10)
+    for d in stacks:
+        want = np.sqrt((fd[d] ** 2).sum(axis=(0, 2)))[::-1]
+        np.testing.assert_allclose(curves[d].norms, want, rtol=1e-5)
+        np.testing.assert_allclose(curves[d].per_layer, np.sqrt((fd[d] ** 2).sum(axis=2))[:, ::-1], rtol=1e-5)
+        assert curves[d].name == f"tiny ({d})"
+
+
+def test_classifier_gradients_average_texts_in_log_space():
+    cfg, p = _tiny_classifier("gru", "mean", True)
+    a, b = np.array([1, 4, 2, 5, 3], np.int32), np.array([2, 2, 0], np.int32)
+    one = ins.classifier_gradient_curves("x", cfg, p, [a], [0], steps=10)
+    two = ins.classifier_gradient_curves("x", cfg, p, [b], [1], steps=10)
+    both = ins.classifier_gradient_curves("x", cfg, p, [a, b], [0, 1], steps=10)
+    capped = ins.classifier_gradient_curves("x", cfg, p, [a, b], [0, 1], steps=1)
+    for d in ("forward", "backward"):
+        assert both[d].norms.shape == (3,) and capped[d].norms.shape == (2,)  # k up to the shortest text
+        want = np.sqrt(one[d].norms[:3] * two[d].norms)
+        np.testing.assert_allclose(both[d].norms, want, rtol=1e-12)
+        np.testing.assert_allclose(both[d].per_layer, np.sqrt(one[d].per_layer[:, :3] * two[d].per_layer),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(capped[d].norms, want[:2], rtol=1e-12)
+    # a text that does not depend on a state at all is left out there, not averaged in as log 0
+    np.testing.assert_allclose(ins._log_mean(np.array([[0.0, 4.0, 0.0], [0.0, 1.0, 9.0]])), [0.0, 2.0, 9.0],
+                               rtol=1e-12)
+
+
 # ---------------------------------------------------------------- units and gates
 
 def test_text_properties_follow_their_definitions():
@@ -312,8 +410,30 @@ def test_classifier_report(clf_run):
     assert r.exit_code == 0, r.output
     page = Path(r.stdout.strip()).read_text(encoding="utf-8")
     assert "&lt;i&gt;pos&lt;/i&gt;" in page and "<i>pos" not in page and "neg&amp;" in page
-    assert page.count("<img") == 3  # loss, accuracy/F1, validation confusion matrix
+    assert page.count("<img") == 4  # loss, accuracy/F1, validation confusion matrix, gradients through time
     assert 'alt="validation confusion matrix"' in page
+
+
+def test_classifier_report_draws_gradients_through_time(clf_run, tmp_path):
+    r = invoke(["report", str(clf_run), "--steps", "3", "-o", str(tmp_path / "page.html")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    section = page[page.index("<h2>Gradients through time</h2>"):]
+    assert 'alt="classifier gradients through time"' in section and "at k=3" in section
+    for name in ("trained gru (forward)", "gru at initialisation (forward)", "trained gru (backward)",
+                 "gru at initialisation (backward)"):
+        assert f"<td>{name}</td>" in section
+    data = ins.inspect_run(str(clf_run), steps=100)
+    g = data.gradients
+    assert sorted(g.curves) == ["backward", "forward"] and len(g.lengths) == ins.GRADIENT_TEXTS
+    assert g.lengths.tolist() == [5] * ins.GRADIENT_TEXTS  # "good fine great nice 7": five words
+    for trained, fresh in g.curves.values():
+        for c in (trained, fresh):
+            assert c.norms.shape == (5,) and c.per_layer.shape == (1, 5) and np.isfinite(c.norms).all()
+            # k = 0 is the last step a stack reads: under max pooling it is exactly zero for a text
+            # where no unit peaks there, as nothing comes after it; every earlier state feeds a later one
+            assert (c.norms[1:] > 0).all() and c.norms[0] >= 0
+        assert not np.allclose(trained.norms, fresh.norms)
 
 
 def test_classifier_report_shows_a_unit_for_each_class(clf_run, tmp_path):
@@ -350,6 +470,7 @@ def test_classifier_report_without_its_training_file_says_why(clf_run, tmp_path)
     assert r.exit_code == 0, r.output
     page = (folder / "report.html").read_text(encoding="utf-8")
     assert "Not shown: the training file" in page and "is not there" in page and "--text" in page
+    assert page[page.index("<h2>Gradients through time</h2>"):].count("Not shown: the training file") == 1
 
 
 def test_default_run_is_the_most_recent(lm_run):
