@@ -223,7 +223,7 @@ def classifier_lines(res: dict, h: str) -> list[str]:
 
 def peak_lines(res: dict, h: str) -> list[str]:
     lines = [f"{h} float32 GEMM peak (1024³, best of 10)", "",
-             "| threads | rnncli's BLAS (rnncli/engine/kernels/gemm.py: SciPy's OpenBLAS from @njit) | torch.mm |",
+             "| threads | rnncli's products (SciPy's OpenBLAS from @njit) | torch.mm |",
              "| ---: | ---: | ---: |"]
     for threads, p in res["peak_gflops"].items():
         lines.append(f"| {threads} | {p['rnncli']:.0f} GFLOP/s | {fmt(p.get('torch'), '.0f')}"

@@ -426,7 +426,8 @@ def _train_epoch(cfg: ClassifyConfig, model: _Model, rng: np.random.Generator, r
     for idx in batches:
         batch = _training_batch(model, idx)
         loss, norm, _ = train_step(model.trainable, model.grads, model.opt, cfg.lr, cfg.clip,
-                                   functools.partial(_batch_loss_and_grads, cfg, model, batch, rng))
+                                   functools.partial(_batch_loss_and_grads, cfg, model, batch, rng),
+                                   work=batch[0].size)  # padded tokens: batches differ in length
         if not (math.isfinite(loss) and math.isfinite(norm)):
             run.diverged = f"the training loss became non-finite in epoch {epoch}"
             break

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.engine import cells
+from rnncli.engine import cells, products
 from rnncli.engine import threads as blas
 from rnncli.config import ACTIVATIONS, ModelConfig
 from rnncli.errors import ConfigError
@@ -185,7 +185,7 @@ def input_table(W_xh: np.ndarray, b: np.ndarray, embed: np.ndarray | None) -> np
     if embed is None:
         return np.ascontiguousarray(W_xh.T) + b
     table = np.empty((embed.shape[0], W_xh.shape[0]), W_xh.dtype)
-    k_lin.linear_forward(embed, W_xh, b, table)
+    products.linear_forward(embed, W_xh, b, table)
     return table
 
 
@@ -226,14 +226,15 @@ def stack_forward(cfg: ModelConfig, params: dict, x: np.ndarray, state: np.ndarr
             table = input_table(W_xh, b, embed) if table is None else table
             blas.over_parts(lambda lo, hi: k_lin.gather_rows(table, ids[lo:hi], XP2[lo:hi]), T * B, ROWS_PER_PART)
         else:
-            k_lin.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
+            products.linear_forward(layer_in.reshape(T * B, -1), W_xh, b, XP2)
         for s, name in enumerate(cell.state_buffers):
             buf[name][0] = state[k, s]
         # the time loop, on the batch rows and hidden units of each worker thread
         # (blas.over_shares), all of them multiplying by the same packed recurrent weights
         P_hh = _packed(W_hh, G, True)
         biases = tuple(params[p + leaf] for leaf, _gate in cell.recurrent_biases)
-        _over_shares(work, B, H, lambda *share: cell.forward(buf, W_hh, P_hh, biases, code, ends, share))
+        _over_shares(work, B, H, lambda *share: cell.forward(buf, W_hh, P_hh, biases, code, ends, share),
+                     (cfg.cell, "forward", T))
         for s, name in enumerate(cell.state_buffers):
             new_state[k, s] = buf[name][T]
         out = buf["Hbuf"][1:]
@@ -273,14 +274,15 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
         for s, name in enumerate(cell.next_grads):
             buf[name][:] = 0 if d_state is None else d_state[k, s]
         P_hh = _packed(W_hh, 1, False)  # dh_{t-1} = W_hhᵀ da: W_hh as it lies
-        _over_shares(work, B, H, lambda *share: cell.backward(buf, W_hh, P_hh, code, d_h, share))
+        _over_shares(work, B, H, lambda *share: cell.backward(buf, W_hh, P_hh, code, d_h, share),
+                     (cfg.cell, "backward", T))
         Hbuf, dG, dHP = buf["Hbuf"], buf["dG"], buf[cell.recurrent_grad]
         for leaf, gate in cell.recurrent_biases:  # inside its gate's recurrent term alone
             grads[p + leaf] += dHP[:, :, cell.gate_rows(gate, H)].sum(axis=(0, 1))
         dG2 = dG.reshape(T * B, G * H)
         # Weight gradients summed over time: one GEMM each over all T·B rows.
-        k_lin.linear_weight_grad(Hbuf[:-1].reshape(T * B, H), dHP.reshape(T * B, G * H), grads[p + "W_hh"])
-        k_lin.add_column_sums(dG2, grads[p + "b"])
+        products.linear_weight_grad(Hbuf[:-1].reshape(T * B, H), dHP.reshape(T * B, G * H), grads[p + "W_hh"])
+        products.add_column_sums(dG2, grads[p + "b"])
         layer_in = x if k == 0 else _layer_output(work, f"{prefix}l{k - 1}.", masks is not None, (T, B, H))
         if layer_in.ndim == 2:  # token ids: scatter into the input table's gradient
             V = W_xh.shape[1] if embed is None else embed.shape[0]
@@ -290,15 +292,15 @@ def stack_backward(cfg: ModelConfig, params: dict, grads: dict, x: np.ndarray, d
             if embed is None:  # one-hot: dW_xh[:, v] += Σ of da_t where x_t = v
                 grads[p + "W_xh"] += d_table.T
             else:  # table = embed W_xhᵀ + b: two small products give both gradients
-                k_lin.linear_weight_grad(embed, d_table, grads[p + "W_xh"])
+                products.linear_weight_grad(embed, d_table, grads[p + "W_xh"])
                 d_embed = np.empty_like(embed)
-                k_lin.linear_input_grad(d_table, W_xh, d_embed)
+                products.linear_input_grad(d_table, W_xh, d_embed)
                 grads["embed"] += d_embed
             d_in = None
         else:
-            k_lin.linear_weight_grad(layer_in.reshape(T * B, -1), dG2, grads[p + "W_xh"])
+            products.linear_weight_grad(layer_in.reshape(T * B, -1), dG2, grads[p + "W_xh"])
             d_in = work.get(f"{p}d_in", (T, B, W_xh.shape[1]))
-            k_lin.linear_input_grad(dG2, W_xh, d_in.reshape(T * B, -1))
+            products.linear_input_grad(dG2, W_xh, d_in.reshape(T * B, -1))
         d_out = d_in
     return d_in
 
@@ -347,7 +349,7 @@ def stack_state_grads(cfg: ModelConfig, params: dict, d_top: np.ndarray, work: W
             cell.backward(_step_views(cell, buf, t), W_hh, P_hh, code, d_out[t:t + 1], whole)
         if k > 0:  # what the layer below receives through this layer's input weights
             d_in = np.empty((T, B, W_xh.shape[1]), dt)
-            k_lin.linear_input_grad(dG.reshape(T * B, G * H), W_xh, d_in.reshape(T * B, -1))
+            products.linear_input_grad(dG.reshape(T * B, G * H), W_xh, d_in.reshape(T * B, -1))
             d_out = d_in
     return grads
 
@@ -372,12 +374,12 @@ def _step_views(cell: cells.Cell, buf: dict, t: int) -> dict:
     return views
 
 
-def _over_shares(work: Workspace, batch: int, units: int, run) -> None:
+def _over_shares(work: Workspace, batch: int, units: int, run, key=None) -> None:
     """run(lo, hi, u0, u1, barrier, parties) over the whole batch and all hidden units, or over
     shares of them on the worker threads (float32; float64, the checking dtype, stays on one
     thread)."""
     if work.dtype == np.float32:
-        blas.over_shares(run, batch, units)
+        blas.over_shares(run, batch, units, key=key)
     else:
         run(0, batch, 0, units, _lone_barrier(), 1)
 
@@ -416,7 +418,7 @@ def lm_forward(cfg: ModelConfig, params: dict, inputs: np.ndarray, state: np.nda
     top, new_state = stack_forward(cfg, params, x, state, work, masks, embed=embed)
     V = params["W_hy"].shape[0]
     logits = work.get("logits", (T * B, V))
-    k_lin.linear_forward(top.reshape(T * B, -1), params["W_hy"], params["b_y"], logits)
+    products.linear_forward(top.reshape(T * B, -1), params["W_hy"], params["b_y"], logits)
     return logits, new_state, x, top
 
 
@@ -445,10 +447,10 @@ def lm_loss_and_grads(cfg: ModelConfig, params: dict, grads: dict, inputs: np.nd
     dlogits = work.get("dlogits", logits.shape)
     loss = k_lin.softmax_xent(logits, targets.reshape(N), weights, dlogits)
     T, B = inputs.shape
-    k_lin.linear_weight_grad(top.reshape(N, -1), dlogits, grads["W_hy"])
-    k_lin.add_column_sums(dlogits, grads["b_y"])
+    products.linear_weight_grad(top.reshape(N, -1), dlogits, grads["W_hy"])
+    products.add_column_sums(dlogits, grads["b_y"])
     d_top = work.get("d_top", (T, B, cfg.hidden_size))
-    k_lin.linear_input_grad(dlogits, params["W_hy"], d_top.reshape(N, -1))
+    products.linear_input_grad(dlogits, params["W_hy"], d_top.reshape(N, -1))
     embed = _folded_embedding(cfg, params, N)
     d_x = stack_backward(cfg, params, grads, x, d_top, work, masks, embed=embed)
     if cfg.embedding_size > 0 and embed is None:

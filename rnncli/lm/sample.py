@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +74,7 @@ class Generator:
         self.b_y = np.ascontiguousarray(p["b_y"], dt)
         self.cell = CELLS.index(cfg.cell)
         self.code = ("tanh", "relu", "sigmoid").index(cfg.activation)
+        self._choices = {}  # threads sharing a character -> blas.Choice between them and one
 
     def parties(self) -> int:
         """Threads that share each character's products: those set by blas.set_threads, when
@@ -98,12 +100,21 @@ class Generator:
         hs = np.empty((2,) + state.shape, np.float32)
         hs[0] = state
         barrier = np.zeros(k_sync.BARRIER_WORDS, np.int64)
+        # threads that share a character meet L + 1 times in it, and beside another busy process
+        # wait for each other more than they gain: run alone when that has been faster lately
+        # (blas.Choice; one thread draws the very same text)
+        choice = self._choices.setdefault(parties, blas.Choice([parties, 1])) if parties > 1 else None
+        if choice is not None:
+            parties = choice.pick()
+        started = time.perf_counter()
         shares = zip(blas.unit_shares(H, parties), blas.unit_shares(V, parties))
         blas.together([functools.partial(
             k_sampling.generate, self.cell, self.code, self.table0, self.W_xh_up, self.P_xh_up, self.b_up,
             self.W_hh, self.P_hh, self.b_hn, self.W_hy, self.P_hy, self.b_y, state, feed, inv_temp, top_k,
             float(top_p), uniforms, out, xp, gates, hn, hs, logits, u0, u1, v0, v1, barrier, parties, rank)
             for rank, ((u0, u1), (v0, v1)) in enumerate(shares)])
+        if choice is not None:  # per step: the first call also feeds the prime
+            choice.record(parties, time.perf_counter() - started, feed.shape[0] + out.shape[0])
         # the last two steps' scores: finite weights can still overflow (3e38 is a float32), and a
         # draw from NaN scores would quietly write one character over and over
         if not (np.isfinite(logits).all() and np.isfinite(state).all()):

@@ -40,10 +40,9 @@ from rnncli.classify import model as C
 from rnncli.config import ClassifyConfig, ModelConfig, OptimConfig
 from rnncli.data.chars import StreamBatches, Vocab
 from rnncli.engine import model as M
-from rnncli.engine import openblas
+from rnncli.engine import openblas, products
 from rnncli.engine import threads as blas
 from rnncli.engine.flops import sample_flops, train_flops
-from rnncli.engine.kernels import linear as k_lin
 from rnncli.engine.kernels import memory as k_mem
 from rnncli.engine.model import DTYPE
 from rnncli.engine.optim import Optimizer
@@ -142,8 +141,9 @@ def case_flops_per_unit(case: BenchCase, vocab_size: int = VOCAB_SIZE) -> int:
 
 
 def matmul_peak_gflops(threads: int = 0, n: int = 1024, reps: int = 10, seed: int = 0) -> float:
-    """float32 GEMM GFLOP/s of an (n, n) @ (n, n) product through the engine's own kernel path
-    (np.dot inside @njit, i.e. SciPy's OpenBLAS), with the thread policy of blas.set_threads.
+    """float32 GEMM GFLOP/s of an (n, n) @ (n, n) product through the engine's own product path
+    (engine/products.py: blocks of rows on rnncli's threads, each SciPy's OpenBLAS called from
+    @njit on one thread), with the thread policy of blas.set_threads.
     A peak is what the machine can do at best, so this is the best of `reps` after a warm-up."""
     blas.set_threads(threads)
     rng = np.random.default_rng(seed)
@@ -151,11 +151,11 @@ def matmul_peak_gflops(threads: int = 0, n: int = 1024, reps: int = 10, seed: in
     Bm = rng.standard_normal((n, n), dtype=DTYPE)
     C = np.empty((n, n), DTYPE)
     # linear_input_grad is exactly C = A @ B with C preallocated: a plain GEMM, no extra kernel.
-    k_lin.linear_input_grad(A, Bm, C)
+    products.linear_input_grad(A, Bm, C)
     best = math.inf
     for _ in range(reps):
         t0 = time.perf_counter()
-        k_lin.linear_input_grad(A, Bm, C)
+        products.linear_input_grad(A, Bm, C)
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n ** 3 / best / 1e9
 

@@ -89,14 +89,14 @@ def test_doubled_bias_update_in_kernel_fails_the_bias_rows(cell, monkeypatch):
     """A bug inside a kernel call: add_column_sums adds its column sums twice. Every bias whose
     gradient goes through it (each layer's b and the output b_y) must fail; the rest (weights,
     embedding, GRU's b_hn, which model.py sums with numpy) must still pass."""
-    original = M.k_lin.add_column_sums
+    original = M.products.add_column_sums
 
     def doubled(dY, db):
         once = np.zeros_like(db)
         original(dY, once)
         db += 2 * once
 
-    monkeypatch.setattr(M.k_lin, "add_column_sums", doubled)
+    monkeypatch.setattr(M.products, "add_column_sums", doubled)
     params, grads, loss, rng = problem(cell, layers=2)
     ok = verdicts(params, grads, loss, rng)
     biases = {name for name in params if name == "b_y" or name.endswith(".b")}

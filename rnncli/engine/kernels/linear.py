@@ -24,6 +24,49 @@ def linear_weight_grad(X, dY, dW):
     gemm(dY, X, dW, True, False, 1.0, 1.0)
 
 
+# The same products on a block of the output, for engine/products.py's worker threads (nogil).
+# A block is a range of rows of Y, dW or dX; each element sums over the same k in the same
+# order as the whole product does (OpenBLAS splits only k into blocks, by k's length alone),
+# so blocks give the same bits as one call wherever the product is not small (tested).
+
+
+@njit(cache=True, nogil=True)
+def linear_forward_rows(X, W, b, Y, r0, r1):
+    """Rows r0:r1 of linear_forward."""
+    for n in range(r0, r1):
+        Y[n, :] = b
+    gemm(X[r0:r1], W, Y[r0:r1], False, True, 1.0, 1.0)
+
+
+@njit(cache=True, nogil=True)
+def linear_weight_grad_rows(X, dY, dW, r0, r1):
+    """Rows r0:r1 of linear_weight_grad: dW[r0:r1] += dY[:, r0:r1]ᵀ X."""
+    gemm(dY[:, r0:r1], X, dW[r0:r1], True, False, 1.0, 1.0)
+
+
+@njit(cache=True, nogil=True)
+def linear_weight_grad_cols(X, dY, dW, c0, c1):
+    """Columns c0:c1 of linear_weight_grad: dW[:, c0:c1] += dYᵀ X[:, c0:c1]."""
+    gemm(dY, X[:, c0:c1], dW[:, c0:c1], True, False, 1.0, 1.0)
+
+
+@njit(cache=True, nogil=True)
+def linear_input_grad_rows(dY, W, dX, r0, r1):
+    """Rows r0:r1 of linear_input_grad."""
+    gemm(dY[r0:r1], W, dX[r0:r1], False, False, 1.0, 0.0)
+
+
+@njit(cache=True, nogil=True)
+def add_column_sums_cols(dY, db, c0, c1):
+    """Columns c0:c1 of add_column_sums (each column summed over n in the same order)."""
+    N = dY.shape[0]
+    for n in range(N):
+        row = dY[n, c0:c1]
+        out = db[c0:c1]
+        for m in range(c1 - c0):
+            out[m] += row[m]
+
+
 @njit(cache=True)
 def add_column_sums(dY, db):
     """db += Σ_n dY[n]: the bias gradient.  dY (N, M), db (M,)."""

@@ -107,3 +107,36 @@ def active_rows(ends, t, lo, hi):
     a forward pass can stop each text at its length (ends[t] = how many are longer than t); a
     language model's batch has ends[t] = B throughout."""
     return max(lo, min(hi, ends[t]))
+
+
+# ---------------------------------------------------------------- the worker threads' signals
+# engine/threads.py's helper threads wait for work, and its caller for their results, on int64
+# words read and written with the atomics above, from Python through these nogil kernels: a wait
+# in compiled code holds no GIL, so the threads it waits for can take it.
+
+
+@njit(cache=True, nogil=True)
+def await_change(words, index, seen, spins):
+    """words[index] once it differs from `seen`, or `seen` after `spins` looks (pausing, then
+    yielding the core, between them)."""
+    for spin in range(spins):
+        now = _load(words, index)
+        if now != seen:
+            return now
+        _relax(spin)
+    return _load(words, index)
+
+
+@njit(cache=True, nogil=True)
+def await_at_least(words, index, target):
+    """Return once words[index] >= target (pausing, then yielding the core, between looks)."""
+    spin = 0
+    while _load(words, index) < target:
+        _relax(spin)
+        spin += 1
+
+
+@njit(cache=True, nogil=True)
+def add(words, index, value):
+    """words[index] += value, atomically; returns the new value."""
+    return _fetch_add(words, index, value) + value
