@@ -176,6 +176,25 @@ def _text(path: str, paths: Paths) -> str | None:
     return None if raw is None else paths.text(raw.decode("utf-8", "surrogateescape"))
 
 
+# The run log's clocks: wall time and speed, which differ between two runs of one commit.
+LOG_VOLATILE = ("seconds", "chars_per_sec")
+
+
+def _run_file(path: str, paths: Paths) -> str | None:
+    """A run folder's text file, the run log's clock columns dropped (metrics.jsonl, .csv)."""
+    text = _text(path, paths)
+    name = os.path.basename(path)
+    if text is None or name not in ("metrics.jsonl", "metrics.csv"):
+        return text
+    lines = text.splitlines()
+    if name == "metrics.jsonl":
+        return "\n".join(json.dumps({k: v for k, v in json.loads(line).items() if k not in LOG_VOLATILE})
+                         for line in lines if line.strip())
+    header = lines[0].split(",") if lines else []
+    keep = [i for i, col in enumerate(header) if col not in LOG_VOLATILE]
+    return "\n".join(",".join(cells[i] for i in keep if i < len(cells)) for cells in (ln.split(",") for ln in lines))
+
+
 def _line_diff(a: str, b: str) -> str:
     la, lb = a.splitlines(), b.splitlines()
     for i, (x, y) in enumerate(zip(la, lb)):
@@ -278,7 +297,7 @@ def compare_dirs(old: str, new: str) -> int:
         elif kn.endswith(".npz"):
             t.item(label, compare_npz(ck_old[ko], ck_new[kn], paths))
         else:
-            a, b = _text(ck_old[ko], paths), _text(ck_new[kn], paths)
+            a, b = _run_file(ck_old[ko], paths), _run_file(ck_new[kn], paths)
             t.item(label, None if a == b else _line_diff(a, b))
 
     for side, ck in (("old", ck_old), ("new", ck_new)):

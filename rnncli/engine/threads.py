@@ -264,10 +264,12 @@ def each(tasks: list) -> None:
 
 # The helper threads. Work comes in regions (one together or each call): the caller publishes
 # the region and bumps a generation word; helpers that see the bump take tasks from it. A helper
-# waits for the next region by looking at the word for SPIN_LOOKS (a few hundred microseconds:
-# the gaps between the regions of one training step), then sleeps on a condition until woken,
-# so an idle process holds no core. Waking a sleeping thread costs tens of microseconds, which
-# is what the spinning saves at every region of a step (ThreadPoolExecutor paid it every time).
+# waits for the next region by looking at the word for SPIN_CYCLES of the time-stamp counter
+# (about half a millisecond: longer than the gaps between the regions of one training step) or
+# SPIN_LOOKS looks where there is no such counter, then sleeps on a condition until woken, so an
+# idle process holds no core. Waking a sleeping thread costs tens of microseconds, which is what
+# the watching saves at every region of a step (ThreadPoolExecutor paid it every time).
+SPIN_CYCLES = 1 << 20
 SPIN_LOOKS = 20000
 
 _here = threading.local()
@@ -334,7 +336,7 @@ class _Crew:
         _here.helper = True
         seen = int(self.signal[0])
         while True:
-            now = k_sync.await_change(self.signal, 0, seen, SPIN_LOOKS)
+            now = k_sync.await_change(self.signal, 0, seen, SPIN_CYCLES, SPIN_LOOKS)
             if now == seen:
                 with self.wake:
                     while int(self.signal[0]) == seen:

@@ -115,15 +115,33 @@ def active_rows(ends, t, lo, hi):
 # in compiled code holds no GIL, so the threads it waits for can take it.
 
 
+@intrinsic
+def _cycles(typingctx):
+    """The CPU's time-stamp counter (x86: constant rate, wall time); 0 where LLVM has none."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        counter = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                                 "llvm.readcyclecounter")
+        return builder.call(counter, [])
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True)
-def await_change(words, index, seen, spins):
-    """words[index] once it differs from `seen`, or `seen` after `spins` looks (pausing, then
-    yielding the core, between them)."""
-    for spin in range(spins):
+def await_change(words, index, seen, cycles, looks):
+    """words[index] once it differs from `seen`, or `seen` once `cycles` of the time-stamp
+    counter have passed or after `looks` looks (pausing, then yielding the core, between them).
+    Time, not looks alone, bounds the wait: beside a busy process each yield can last a
+    scheduler slice."""
+    start = _cycles()
+    for spin in range(looks):
         now = _load(words, index)
         if now != seen:
             return now
         _relax(spin)
+        if spin % 64 == 63 and _cycles() - start > cycles:
+            break
     return _load(words, index)
 
 
