@@ -3,20 +3,25 @@
 (LSTM 2x512, batch 1: chars/s) at 1 and 2 threads, quiet and with one process spinning
 (`while :; do :; done`, as a browser tab might), for rnncli and, where installed, PyTorch.
 
-    python benchmarks/speed/under_load.py [--reps 3] [--seconds 3] [--no-torch] [--only train,sample]
+    python benchmarks/speed/under_load.py --machine epyc-avx512-2core [--reps 3] [--seconds 3]
+    python benchmarks/speed/under_load.py --reps 1 --seconds 1 --no-torch     # a smoke test, printed only
 
 Each measurement is a fresh worker process (one framework, one thread count) that warms up,
 runs for --seconds untimed (rnncli times its ways of running as it goes and settles on the
 fastest within that: rnncli.engine.threads.Choice), then counts whole units for --seconds; the busy process, when there is one, starts before the
 worker and stops after it. The order of runs is interleaved rep by rep (quiet and loaded, 1 and
 2 threads, rnncli and PyTorch), and each cell of the table is the median of --reps runs. Prints
-one markdown table; nothing is written.
+one markdown table; with --machine NAME (or --out DIR) it also writes it, with the command, the
+machine and the versions, to benchmarks/results/NAME/under-load.md (and the rates of every run to
+under-load.json beside it).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +30,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # benchmarks/: machines.py
+import machines  # noqa: E402
 
 TASKS = {"train": ("lstm", 512, 1, 8, 50), "sample": ("lstm", 512, 2, 1, 0)}
 SAMPLE_CHARS = 500
@@ -86,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per run [3]")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--only", default="train,sample")
+    p.add_argument("--machine", default=None, help="write the table to benchmarks/results/NAME/")
+    p.add_argument("--out", default=None, help="write the table to this directory instead")
     p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if opts.worker:
@@ -107,10 +116,36 @@ def main(argv=None) -> int:
     for _ in range(opts.reps):
         for run in runs:
             rates[run].append(measure(*run[:3], opts.seconds, run[3]))
+    lines = table(tasks, sides, rates)
+    print("\n".join(lines), flush=True)
+    if opts.machine or opts.out:
+        out = Path(opts.out) if opts.out else machines.RESULTS / opts.machine
+        out.mkdir(parents=True, exist_ok=True)
+        command = "python benchmarks/speed/under_load.py " + " ".join(a for a in (argv or sys.argv[1:]))
+        described = machines.describe()
+        head = [f"# Beside a busy process: {opts.machine or out.name}", "",
+                "Written by `benchmarks/speed/under_load.py`; do not edit by hand.", "",
+                f"- Command: `{command}`",
+                f"- Machine: {described['cpu']}, {described['cores']} cores ({', '.join(described['isa'])}); "
+                f"{described['platform']}",
+                f"- Measured: {datetime.date.today().isoformat()}, Python {platform.python_version()}",
+                "- Method: one fresh worker process per cell (one framework, one thread count), warmed up, then as "
+                "long again untimed, then whole units counted for --seconds; the busy process is "
+                "`while :; do :; done`; cells are the median of --reps runs, taken in interleaved order.", ""]
+        (out / "under-load.md").write_text("\n".join(head + lines) + "\n", encoding="utf-8")
+        (out / "under-load.json").write_text(json.dumps(
+            {"command": command, "machine": described,
+             "rates": [{"side": r[0], "task": r[1], "threads": r[2], "loaded": r[3], "rates": v}
+                       for r, v in rates.items()]}, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {out / 'under-load.md'}")
+    return 0
+
+
+def table(tasks: list, sides: list, rates: dict) -> list[str]:
     units = {"train": "steps/s", "sample": "chars/s"}
-    print("| run | quiet, 1 thread | quiet, 2 threads | one busy process, 1 thread | one busy process, 2 threads |"
-          " loaded 2 thr / loaded 1 thr | loaded 2 thr / quiet 2 thr |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines = ["| run | quiet, 1 thread | quiet, 2 threads | one busy process, 1 thread | one busy process, 2 threads |"
+             " loaded 2 thr / loaded 1 thr | loaded 2 thr / quiet 2 thr |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for task in tasks:
         cell, hidden, layers, batch, seq_len = TASKS[task]
         for side in sides:
@@ -119,9 +154,9 @@ def main(argv=None) -> int:
             shape = f"{cell.upper()} {layers}x{hidden}, batch {batch}" + (f", seq {seq_len}" if seq_len else "")
             digits = 1 if task == "train" else 0
             cells = " | ".join(f"{m[k]:,.{digits}f}" for k in ((False, 1), (False, 2), (True, 1), (True, 2)))
-            print(f"| {side} {task} {shape} ({units[task]}) | {cells} | {m[(True, 2)] / m[(True, 1)]:.2f}x |"
-                  f" {m[(True, 2)] / m[(False, 2)]:.2f} |", flush=True)
-    return 0
+            lines.append(f"| {side} {task} {shape} ({units[task]}) | {cells} | {m[(True, 2)] / m[(True, 1)]:.2f}x |"
+                         f" {m[(True, 2)] / m[(False, 2)]:.2f} |")
+    return lines
 
 
 if __name__ == "__main__":
