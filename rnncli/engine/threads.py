@@ -348,6 +348,16 @@ class _Crew:
                 region.work()
 
 
+def _forget_crew() -> None:
+    """In a forked child: the helper threads did not come along; make new ones when needed."""
+    global _crew
+    _crew = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_crew)
+
+
 def _crew_for(helpers: int) -> _Crew:
     """The helper threads, at least `helpers` of them (made on first use, grown when more are
     asked for; the old ones then sleep for good)."""

@@ -122,6 +122,33 @@ def test_each_runs_every_task_once_and_a_busy_thread_takes_fewer(cores):
     blas.each([task(i) for i in range(3)])  # the helpers still serve after an error
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_makes_its_own_helpers(cores):
+    """A child forked after the helpers exist has none of them: its parallel work must not wait
+    for threads that did not come along."""
+    cores(2)
+    blas.each([lambda: None, lambda: None])  # the parent's helpers exist
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the work completes
+        try:
+            done = []
+            blas.each([lambda: done.append(1), lambda: done.append(2)])
+            blas.together([lambda: done.append(3), lambda: done.append(4)])
+            os._exit(0 if sorted(done) == [1, 2, 3, 4] else 1)
+        except BaseException:
+            os._exit(1)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's parallel work never finished")
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads thread states from /proc")
 def test_idle_helper_threads_sleep(cores):
     """Helpers spin only briefly after the last work: an idle process holds no core."""
