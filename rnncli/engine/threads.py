@@ -188,15 +188,18 @@ class Choice:
 
     The first way is run until the time spent reaches RETRY_AFTER times its last call; then
     each other way is tried, and from then on the way with the least recent mean time per unit
-    of work runs, each other way being tried again once the time spent since it last ran is
-    RETRY_AFTER times its own last call. So a way that is slow costs at most about
-    1 / RETRY_AFTER of the time in tries, a short run (a speed probe) runs the first way only,
-    and a change (the other process ending) is seen within RETRY_AFTER calls of it. A way's
-    first call is not counted (it pays for loading compiled code and first touches of memory)
-    and is followed at once by a counted one. A try's time replaces the way's mean; times of
-    calls in a row are averaged (WEIGHT), so one slow call does not switch ways."""
+    of work runs. The way that runs is timed at every call, so when it slows down (another
+    process starts) the choice moves at once to a way that was faster. A way that is not
+    running is tried again once the time spent since it last ran is its wait times its own last
+    call; the wait starts at RETRY_AFTER and doubles, up to RETRY_MOST, each time a try loses,
+    so a way that stays slow costs less and less (at most 1 / RETRY_AFTER of the time), and a
+    way that became faster (the other process ended) is found within RETRY_MOST of its calls.
+    A way's first call is not counted (it pays for loading compiled code and first touches of
+    memory) and is followed at once by a counted one. A try's time replaces the way's mean;
+    times of calls in a row are averaged (WEIGHT), so one slow call does not switch ways."""
 
     RETRY_AFTER = 50
+    RETRY_MOST = 800
     WEIGHT = 0.25  # of the newest time in the mean
 
     def __init__(self, ways: list):
@@ -205,17 +208,21 @@ class Choice:
         self.last = {}  # seconds of the last counted call
         self.since = {way: 0.0 for way in self.ways}  # seconds spent since each last ran
         self.calls = {way: 0 for way in self.ways}
+        self.wait = {way: self.RETRY_AFTER for way in self.ways}
+
+    def best(self):
+        measured = [w for w in self.ways if w in self.mean]
+        return min(measured, key=self.mean.__getitem__) if measured else self.ways[0]
 
     def pick(self):
         for way in self.ways:
             if self.calls[way] == 1:  # its first call was not counted: count the next
                 return way
-        measured = [w for w in self.ways if w in self.mean]
-        if not measured:
-            return self.ways[0]
-        best = min(measured, key=self.mean.__getitem__)
+        best = self.best()
+        if best not in self.last:
+            return best
         for way in self.ways:
-            if way != best and self.since[way] >= self.RETRY_AFTER * self.last.get(way, self.last[best]):
+            if way != best and self.since[way] >= self.wait[way] * self.last.get(way, self.last[best]):
                 return way
         return best
 
@@ -231,6 +238,8 @@ class Choice:
         rate = seconds / max(work, 1e-12)
         old = self.mean.get(way)
         self.mean[way] = rate if old is None or tried else old + (rate - old) * self.WEIGHT
+        if tried and old is not None:  # a retry: wait longer for the next if it lost
+            self.wait[way] = self.RETRY_AFTER if self.best() == way else min(2 * self.wait[way], self.RETRY_MOST)
 
 
 _choices: dict = {}

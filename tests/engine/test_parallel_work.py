@@ -179,13 +179,21 @@ def test_choice_runs_the_faster_way_and_retries_the_other_rarely():
     later = runs[first_alone:]
     spent_on_slow = cost["meet"] * later.count("meet")
     assert 0 < spent_on_slow / sum(cost[w] for w in later) < 1.5 / blas.Choice.RETRY_AFTER
+    assert choice.wait["meet"] > blas.Choice.RETRY_AFTER  # tries that lost come less and less often
     cost.update(meet=0.5)  # the neighbour ends: meeting is faster again
     after = []
-    for _ in range(8 * blas.Choice.RETRY_AFTER):  # the retry comes after RETRY_AFTER x 4.0 of "alone"
+    for _ in range(5 * blas.Choice.RETRY_MOST):  # the try comes within RETRY_MOST x 4.0 of "alone"
         way = choice.pick()
         after.append(way)
         choice.record(way, cost[way])
     assert after[-50:].count("meet") >= 48
+    cost.update(meet=4.0)  # a neighbour again: the running way slows, the choice moves at once
+    again = []
+    for _ in range(20):
+        way = choice.pick()
+        again.append(way)
+        choice.record(way, cost[way])
+    assert again[-15:].count("alone") == 15
 
 
 def test_choice_compares_time_per_unit_of_work():
